@@ -1,0 +1,12 @@
+"""jaxviz: see what a VGG network's feature maps have learnt, in JAX."""
+
+from jaxviz.errors import JaxvizError
+from jaxviz.layers import Layer, feature_layers, resolve_layer
+from jaxviz.weights import Weights, random_weights, resolve as load_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "JaxvizError", "Layer", "Weights", "feature_layers", "load_weights", "random_weights",
+    "resolve_layer",
+]

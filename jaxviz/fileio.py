@@ -1,0 +1,98 @@
+"""Files: atomic writes, images in and out, hashes.
+
+Every output goes through `atomic_write`: the data is written to a temporary
+file beside the target and renamed over it, so a killed process leaves either
+the old file or the complete new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from jaxviz.errors import JaxvizError
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+  """Yields a temporary path beside `path`; renames it onto `path` on success.
+
+  On any exception the temporary file is removed and `path` is untouched.
+  """
+  path = Path(path)
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  except OSError as error:
+    raise JaxvizError(f"cannot write {path}: {error.strerror or error}") from None
+  os.close(fd)
+  tmp = Path(tmp_name)
+  try:
+    yield tmp
+    with open(tmp, "rb+") as handle:
+      os.fsync(handle.fileno())
+    os.replace(tmp, path)
+  finally:
+    tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+  with atomic_write(path) as tmp:
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as handle:
+    for block in iter(lambda: handle.read(1 << 22), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+  """Reads a photo as (H, W, 3) float32 RGB in [0, 1].
+
+  EXIF orientation is applied; greyscale, palette and 16-bit images become
+  RGB; an alpha channel is dropped (the colour underneath is kept, as
+  `Image.convert("RGB")` does).
+
+  Raises:
+    JaxvizError: naming the file when it is missing, empty or not an image.
+  """
+  path = Path(path)
+  try:
+    with Image.open(path) as image:
+      image = ImageOps.exif_transpose(image)
+      if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # convert("RGB") would clip 16-bit values at 255; scale them first.
+        array = np.asarray(image, dtype=np.float64) / 65535.0
+        return np.repeat(array[..., None], 3, axis=-1).astype(np.float32)
+      rgb = np.asarray(image.convert("RGB"))
+  except FileNotFoundError:
+    raise JaxvizError(f"image not found: {path}") from None
+  except IsADirectoryError:
+    raise JaxvizError(f"expected an image file, got a directory: {path}") from None
+  except UnidentifiedImageError:
+    raise JaxvizError(f"not an image (or an empty file): {path}") from None
+  except (OSError, ValueError, SyntaxError) as error:
+    raise JaxvizError(f"cannot read image {path}: {error}") from None
+  return rgb.astype(np.float32) / 255.0
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+  """[0, 1] float (H, W, 3) -> uint8, clipped and rounded to nearest."""
+  return np.round(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+  """Writes a [0, 1] float (H, W, 3) image as 8-bit RGB PNG, atomically."""
+  with atomic_write(path) as tmp:
+    Image.fromarray(to_uint8(image), "RGB").save(tmp, format="PNG")

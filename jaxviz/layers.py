@@ -1,0 +1,119 @@
+"""The VGG family's layers, addressed as the write-up and torchvision do.
+
+Conventions:
+  * A layer's `index` is its position in torchvision's `vgg*().features`
+    (VGG16: 0..30). The activation of a layer is that module's output, so a
+    conv layer's activation is taken *before* its ReLU.
+  * Names follow the usual Caffe/VGG paper scheme: `conv{block}_{i}`,
+    `relu{block}_{i}`, `pool{block}`. `features.N` and plain `N` also work.
+  * The classifier (fc6, fc7, fc8) is not in this table; see `jaxviz.vgg`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Literal
+
+from jaxviz.errors import JaxvizError
+
+# torchvision's `cfgs`: output channels of each 3x3 conv, "M" for a 2x2 max pool.
+ARCH_CONFIGS: dict[str, tuple[int | str, ...]] = {
+    "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg13": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+              512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512,
+              "M", 512, 512, 512, 512, "M"),
+}
+DEFAULT_ARCH = "vgg16"
+
+# The classifier behind `features`: (name, input features, output features).
+# fc6's input is pool5 (512 x 7 x 7 after torchvision's adaptive average pool).
+CLASSIFIER = (("fc6", 512 * 7 * 7, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 1000))
+
+LayerKind = Literal["conv", "relu", "pool"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+  """One module of `features`.
+
+  Attributes:
+    index: position in torchvision's `features` (0-based).
+    name: `conv5_1`, `relu5_1`, `pool5`, ...
+    kind: "conv", "relu" or "pool".
+    channels: number of feature maps in this layer's output.
+    pools_before: 2x2 max pools applied up to and including this layer; the
+      output side for an input of side s is `s // 2**pools_before`.
+  """
+
+  index: int
+  name: str
+  kind: LayerKind
+  channels: int
+  pools_before: int
+
+  def output_side(self, input_side: int) -> int:
+    side = input_side
+    for _ in range(self.pools_before):
+      side //= 2
+    return side
+
+  @property
+  def min_input_side(self) -> int:
+    """Smallest input side for which this layer's output is at least 1x1."""
+    return 2**self.pools_before
+
+
+def check_arch(arch: str) -> str:
+  if arch not in ARCH_CONFIGS:
+    raise JaxvizError(f"unknown architecture {arch!r}; known: {', '.join(ARCH_CONFIGS)}")
+  return arch
+
+
+def feature_layers(arch: str = DEFAULT_ARCH) -> tuple[Layer, ...]:
+  """All layers of `features` for `arch`, in order (VGG16: 31 layers)."""
+  layers: list[Layer] = []
+  block, conv_in_block, pools, channels = 1, 0, 0, 3
+  for entry in ARCH_CONFIGS[check_arch(arch)]:
+    if entry == "M":
+      pools += 1
+      layers.append(Layer(len(layers), f"pool{block}", "pool", channels, pools))
+      block, conv_in_block = block + 1, 0
+    else:
+      conv_in_block += 1
+      channels = int(entry)
+      suffix = f"{block}_{conv_in_block}"
+      layers.append(Layer(len(layers), f"conv{suffix}", "conv", channels, pools))
+      layers.append(Layer(len(layers), f"relu{suffix}", "relu", channels, pools))
+  return tuple(layers)
+
+
+def conv_layers(arch: str = DEFAULT_ARCH) -> tuple[Layer, ...]:
+  return tuple(layer for layer in feature_layers(arch) if layer.kind == "conv")
+
+
+def _valid_list(layers: tuple[Layer, ...]) -> str:
+  return ", ".join(f"{layer.index} ({layer.name})" for layer in layers)
+
+
+def resolve_layer(spec: str | int, arch: str = DEFAULT_ARCH) -> Layer:
+  """Parses `24`, `conv5_1`, `features.24` (or a Layer) into a Layer.
+
+  Raises:
+    JaxvizError: naming every valid layer when `spec` matches none.
+  """
+  if isinstance(spec, Layer):
+    return spec
+  layers = feature_layers(arch)
+  text = str(spec).strip().lower()
+  match = re.fullmatch(r"(?:features\.)?(\d+)", text)
+  if match:
+    index = int(match.group(1))
+    if index < len(layers):
+      return layers[index]
+  for layer in layers:
+    if layer.name == text:
+      return layer
+  raise JaxvizError(f"unknown layer {spec!r} for {arch}; valid layers: {_valid_list(layers)}")

@@ -1,0 +1,131 @@
+"""VGG in Flax, NHWC, with torchvision's numerics.
+
+Conventions:
+  * Images are NHWC, already normalised (`jaxviz.ops.normalise`).
+  * Parameters are an explicit pytree `{"conv1_1": {"kernel", "bias"}, ...,
+    "fc6": ..., "fc8": ...}` passed to every call. They are never closed over:
+    a jitted function that captures 528 MB of weights makes XLA constant-fold
+    them and compiles crawl.
+  * Conv kernels are HWIO; dense kernels are (in, out); fc6's input order is
+    the NHWC flatten of pool5 (the converter reorders torchvision's NCHW rows).
+  * `precision` is `jax.lax.Precision` for every conv and matmul. On CPU any
+    value computes in full float32. On GPU, "default" lets XLA use TF32
+    (about 1e-3 relative error, much faster); "highest" is true float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxviz import layers as layers_lib
+
+Params = dict[str, Any]
+PRECISIONS = ("default", "high", "highest")
+
+
+def adaptive_avg_pool_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """torch's AdaptiveAvgPool1d as an (out_size, in_size) averaging matrix.
+
+  Output cell i averages inputs [floor(i*in/out), ceil((i+1)*in/out)); when
+  in < out, inputs repeat, which is what torchvision does for small images.
+  """
+  matrix = np.zeros((out_size, in_size))
+  for i in range(out_size):
+    start = (i * in_size) // out_size
+    end = -((-(i + 1) * in_size) // out_size)
+    matrix[i, start:end] = 1.0 / (end - start)
+  return matrix
+
+
+def _adaptive_avg_pool(x: jax.Array, out_side: int) -> jax.Array:
+  """(N, H, W, C) -> (N, out_side, out_side, C), torch's adaptive average pool."""
+  rows = jnp.asarray(adaptive_avg_pool_matrix(x.shape[1], out_side), x.dtype)
+  cols = jnp.asarray(adaptive_avg_pool_matrix(x.shape[2], out_side), x.dtype)
+  return jnp.einsum("ih,nhwc,jw->nijc", rows, x, cols, precision=jax.lax.Precision.HIGHEST)
+
+
+class VGG(nn.Module):
+  """VGG without batch norm, returning every layer's activation by name.
+
+  Attributes:
+    arch: one of `jaxviz.layers.ARCH_CONFIGS`.
+    stop_at: index of the last `features` layer to run; None runs the whole
+      network including the classifier.
+    precision: "default" | "high" | "highest" (see module docstring).
+  """
+
+  arch: str = layers_lib.DEFAULT_ARCH
+  stop_at: int | None = None
+  precision: str = "default"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+    """x: (N, H, W, 3) normalised -> {layer name: activation}.
+
+    Every feature layer up to `stop_at` is present; with `stop_at=None` also
+    "fc6", "relu6", "fc7", "relu7" and "logits" (= fc8, 1000 classes).
+    Dropout is omitted: this is the network in evaluation mode.
+    """
+    precision = jax.lax.Precision(self.precision)
+    out: dict[str, jax.Array] = {}
+    for layer in layers_lib.feature_layers(self.arch):
+      if self.stop_at is not None and layer.index > self.stop_at:
+        return out
+      if layer.kind == "conv":
+        x = nn.Conv(layer.channels, (3, 3), padding=((1, 1), (1, 1)), precision=precision,
+                    name=layer.name)(x)
+      elif layer.kind == "relu":
+        x = nn.relu(x)
+      else:
+        # torch's MaxPool2d(2, 2) floors odd sides; VALID padding does the same.
+        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+      out[layer.name] = x
+    if self.stop_at is not None:
+      return out
+
+    x = _adaptive_avg_pool(x, 7).reshape(x.shape[0], -1)
+    for name, _, features in layers_lib.CLASSIFIER:
+      x = nn.Dense(features, precision=precision, name=name)(x)
+      if name == "fc8":
+        out["logits"] = x
+      else:
+        out[name] = x
+        x = nn.relu(x)
+        out["relu" + name[2:]] = x
+    return out
+
+
+def activations(params: Params, images: jax.Array, *, arch: str = layers_lib.DEFAULT_ARCH,
+                stop_at: int | None = None, precision: str = "default") -> dict[str, jax.Array]:
+  """Runs the network on normalised (N, H, W, 3) images; see `VGG.__call__`."""
+  return VGG(arch=arch, stop_at=stop_at, precision=precision).apply({"params": params}, images)
+
+
+def layer_activation(params: Params, images: jax.Array, layer: layers_lib.Layer, *,
+                     arch: str = layers_lib.DEFAULT_ARCH,
+                     precision: str = "default") -> jax.Array:
+  """(N, H, W, 3) normalised -> (N, h, w, layer.channels), running only up to `layer`."""
+  out = activations(params, images, arch=arch, stop_at=layer.index, precision=precision)
+  return out[layer.name]
+
+
+def logits(params: Params, images: jax.Array, *, arch: str = layers_lib.DEFAULT_ARCH,
+           precision: str = "default") -> jax.Array:
+  """(N, H, W, 3) normalised -> (N, 1000) ImageNet logits."""
+  return activations(params, images, arch=arch, precision=precision)["logits"]
+
+
+def truncate_params(params: Params, layer: layers_lib.Layer,
+                    arch: str = layers_lib.DEFAULT_ARCH) -> Params:
+  """Only the parameters the layers up to `layer` use.
+
+  Passing fewer weights into a jitted function keeps host-to-device copies and
+  per-call argument handling small (conv5_1 needs 60 MB of VGG16's 528 MB).
+  """
+  needed = {l.name for l in layers_lib.feature_layers(arch)[: layer.index + 1] if l.kind == "conv"}
+  return {name: value for name, value in params.items() if name in needed}

@@ -1,0 +1,84 @@
+"""The Flax VGG16 against torchvision's, live, with the same (seeded random) weights.
+
+Torch runs in float64 as the exact side; JAX runs in float32 under jit.
+Tolerance: max |jax - torch| / max |torch| <= 1e-5 for every layer.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+import convert.torchvision_vgg as torchvision_vgg
+from jaxviz import layers as layers_lib
+from jaxviz import vgg
+
+from conftest import relative_error
+
+TOLERANCE = 1e-5
+
+
+def torch_activations(model: torch.nn.Module, images_nchw: np.ndarray) -> dict[str, np.ndarray]:
+  """Every features layer's output and the logits, named as jaxviz names them."""
+  out = {}
+  x = torch.from_numpy(images_nchw).double()
+  with torch.no_grad():
+    for layer, module in zip(layers_lib.feature_layers("vgg16"), model.features):
+      x = module(x)
+      # Copy: torchvision's ReLU(inplace=True) would overwrite the conv output.
+      out[layer.name] = x.permute(0, 2, 3, 1).numpy().copy()
+    x = torch.flatten(model.avgpool(x), 1)
+    out["logits"] = model.classifier(x).numpy()
+  return out
+
+
+@functools.partial(jax.jit, static_argnames="stop_at")
+def jax_activations(params, images, stop_at=None):
+  return vgg.activations(params, images, stop_at=stop_at)
+
+
+@pytest.mark.parametrize("side", [224, 67])
+def test_every_layer_and_logits_match_torchvision(side, torch_vgg16, vgg16_weights):
+  images = np.random.default_rng(side).normal(size=(2, 3, side, side)).astype(np.float32)
+  expected = torch_activations(torch_vgg16, images)
+  ours = jax_activations(vgg16_weights.params, images.transpose(0, 2, 3, 1))
+
+  assert len(expected) == 32  # 31 feature layers and the logits
+  errors = {name: relative_error(ours[name], expected[name]) for name in expected}
+  worst = max(errors, key=errors.get)
+  assert errors[worst] <= TOLERANCE, f"{worst}: {errors[worst]:.2e}"
+  for name in expected:
+    assert ours[name].shape == expected[name].shape, name
+
+
+def test_stop_at_runs_only_the_layers_needed(vgg16_weights):
+  images = np.zeros((1, 32, 32, 3), np.float32)
+  layer = layers_lib.resolve_layer("conv3_1")
+  out = jax_activations(vgg16_weights.params, images, stop_at=layer.index)
+  assert set(out) == {l.name for l in layers_lib.feature_layers()[: layer.index + 1]}
+  truncated = vgg.truncate_params(vgg16_weights.params, layer)
+  assert set(truncated) == {"conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"}
+  np.testing.assert_array_equal(vgg.layer_activation(truncated, images, layer), out["conv3_1"])
+
+
+def test_fc6_reorder_turns_nchw_flatten_into_nhwc_flatten(torch_vgg16):
+  fc6 = torch_vgg16.classifier[0].weight.detach().numpy()
+  pool5 = np.random.default_rng(1).normal(size=(2, 512, 7, 7))
+  torch_order = pool5.reshape(2, -1) @ fc6.T
+  nhwc_flat = pool5.transpose(0, 2, 3, 1).reshape(2, -1)
+  np.testing.assert_allclose(nhwc_flat @ torchvision_vgg.fc6_to_kernel(fc6), torch_order,
+                             rtol=1e-10, atol=1e-10)
+  # Without the reorder the same product is wrong, so the check above can fail.
+  assert relative_error(nhwc_flat @ fc6.T, torch_order) > 0.1
+
+
+def test_adaptive_pool_matrix_matches_torch():
+  for in_size in (1, 2, 5, 7, 9, 14):
+    x = torch.arange(in_size, dtype=torch.float64)[None, None]
+    expected = torch.nn.functional.adaptive_avg_pool1d(x, 7)[0, 0].numpy()
+    np.testing.assert_allclose(vgg.adaptive_avg_pool_matrix(in_size, 7) @ np.arange(in_size),
+                               expected, rtol=1e-12)

@@ -1,0 +1,162 @@
+"""The converter's strict table, the safetensors file, random weights and `--weights` resolution."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors
+import torch
+import torchvision
+
+import convert.torchvision_vgg as torchvision_vgg
+from jaxviz import fileio
+from jaxviz import weights as weights_lib
+from jaxviz.errors import JaxvizError
+
+from conftest import assert_names_all
+
+
+def save_state_dict(path: Path, state_dict: dict) -> Path:
+  torch.save(state_dict, path)
+  return path
+
+
+def test_weight_table_pairs_every_key_explicitly():
+  table = {torch_key: flax_key for torch_key, flax_key, _ in torchvision_vgg.weight_table()}
+  assert len(table) == 32  # 13 convs and 3 dense layers, weight and bias each
+  assert table["features.24.weight"] == "conv5_1.kernel"
+  assert table["features.28.bias"] == "conv5_3.bias"
+  assert table["classifier.0.weight"] == "fc6.kernel"
+  assert table["classifier.6.bias"] == "fc8.bias"
+  expected = {k: tuple(v.shape) for k, v in torchvision.models.vgg16().state_dict().items()}
+  assert torchvision_vgg.torch_shapes() == expected
+
+
+@pytest.mark.parametrize("arch", ["vgg11", "vgg19"])
+def test_other_vgg_depths_are_detected_and_convert(arch):
+  state_dict = {k: v.numpy() for k, v in getattr(torchvision.models, arch)().state_dict().items()}
+  assert torchvision_vgg.detect_arch(state_dict) == arch
+  flat = torchvision_vgg.state_dict_to_flat(state_dict, arch)
+  assert weights_lib.mismatch_report({k: v.shape for k, v in flat.items()},
+                                     weights_lib.param_shapes(arch)) is None
+
+
+def test_converted_file_records_its_source(vgg16_pth, vgg16_safetensors):
+  with safetensors.safe_open(str(vgg16_safetensors), framework="numpy") as handle:
+    metadata = handle.metadata()
+  assert metadata["arch"] == "vgg16"
+  assert metadata["source"] == vgg16_pth.name
+  assert metadata["source_sha256"] == fileio.sha256_file(vgg16_pth)
+  categories = json.loads(metadata["categories"])
+  assert len(categories) == 1000 and categories[0] == "tench"
+
+
+def test_converted_values_equal_the_transposed_torch_tensors(torch_vgg16, vgg16_weights):
+  conv = torch_vgg16.features[24].weight.detach().numpy()
+  np.testing.assert_array_equal(vgg16_weights.params["conv5_1"]["kernel"],
+                                conv.transpose(2, 3, 1, 0).astype(np.float32))
+  fc8 = torch_vgg16.classifier[6].weight.detach().numpy()
+  np.testing.assert_array_equal(vgg16_weights.params["fc8"]["kernel"], fc8.T.astype(np.float32))
+
+
+def test_resnet_state_dict_is_refused_by_name(tmp_path):
+  src = save_state_dict(tmp_path / "resnet18.pth", torchvision.models.resnet18().state_dict())
+  out = tmp_path / "out.safetensors"
+  with pytest.raises(JaxvizError) as error:
+    torchvision_vgg.convert_file(src, out)
+  assert_names_all(str(error.value), "resnet18.pth", "not a torchvision VGG",
+                   "missing features.0.weight", "unexpected conv1.weight")
+  assert not out.exists() and list(tmp_path.iterdir()) == [src]
+
+
+def test_missing_unexpected_and_wrong_shaped_keys_are_each_named(tmp_path, vgg16_pth):
+  state_dict = torch.load(vgg16_pth, weights_only=True)
+  del state_dict["features.0.bias"]
+  state_dict["extra.weight"] = torch.zeros(3)
+  state_dict["classifier.6.weight"] = torch.zeros(10, 4096)
+  src = save_state_dict(tmp_path / "broken.pth", state_dict)
+  with pytest.raises(JaxvizError) as error:
+    torchvision_vgg.convert_file(src, tmp_path / "out.safetensors", arch="vgg16")
+  assert_names_all(str(error.value), "missing features.0.bias", "unexpected extra.weight",
+                   "wrong shape classifier.6.weight (10, 4096) != (1000, 4096)")
+  assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_truncated_pth_is_named_and_leaves_no_output(tmp_path, vgg16_pth):
+  src = tmp_path / "truncated.pth"
+  src.write_bytes(vgg16_pth.read_bytes()[: 1 << 20])
+  with pytest.raises(JaxvizError, match="cannot read weights .*truncated.pth"):
+    torchvision_vgg.convert_file(src, tmp_path / "out.safetensors")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["truncated.pth"]
+
+
+def test_truncated_and_foreign_safetensors_are_named(tmp_path, vgg16_safetensors):
+  truncated = tmp_path / "truncated.safetensors"
+  truncated.write_bytes(vgg16_safetensors.read_bytes()[:5000])
+  with pytest.raises(JaxvizError, match="truncated.safetensors"):
+    weights_lib.load_safetensors(truncated)
+  foreign = tmp_path / "foreign.safetensors"
+  safetensors.numpy.save_file({"w": np.zeros(3, np.float32)}, str(foreign))
+  with pytest.raises(JaxvizError, match="foreign.safetensors .*not one written by"):
+    weights_lib.load_safetensors(foreign)
+
+
+def test_random_weights_are_seeded_and_torchvision_scaled():
+  first, again, other = (weights_lib.random_weights(seed) for seed in (0, 0, 1))
+  kernel = first.params["conv3_1"]["kernel"]
+  np.testing.assert_array_equal(kernel, again.params["conv3_1"]["kernel"])
+  assert not np.array_equal(kernel, other.params["conv3_1"]["kernel"])
+  np.testing.assert_allclose(kernel.std(), np.sqrt(2 / (9 * 256)), rtol=0.02)
+  np.testing.assert_allclose(first.params["fc7"]["kernel"].std(), 0.01, rtol=0.02)
+  assert first.is_random and "RANDOM" in first.describe() and first.label == "random (seed 0)"
+
+
+def test_resolve_reads_pth_safetensors_and_random(vgg16_pth, vgg16_safetensors, vgg16_weights):
+  from_pth = weights_lib.resolve(str(vgg16_pth))
+  np.testing.assert_array_equal(from_pth.params["fc6"]["kernel"],
+                                vgg16_weights.params["fc6"]["kernel"])
+  assert weights_lib.resolve(str(vgg16_safetensors)).sha256 == vgg16_weights.sha256
+  assert weights_lib.resolve("random:3").label == "random (seed 3)"
+  for bad, message in (("random:x", "integer seed"), ("nope.safetensors", "not found"),
+                       ("gone.pth", "not found"), ("vgg", "is not 'imagenet'")):
+    with pytest.raises(JaxvizError, match=message):
+      weights_lib.resolve(bad)
+
+
+def test_imagenet_uses_torchvision_cache_then_jaxviz_cache(vgg16_pth, tmp_path, monkeypatch):
+  """The real download path, served from where torchvision caches its file."""
+  checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+  assert str(checkpoints).startswith(str(tmp_path))  # TORCH_HOME isolated by conftest
+  checkpoints.mkdir(parents=True)
+  (checkpoints / "vgg16-397923af.pth").symlink_to(vgg16_pth)
+
+  def no_network(*args, **kwargs):
+    raise AssertionError("the cached file should have been used")
+
+  monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+  loaded = weights_lib.resolve("imagenet")
+  assert loaded.label == "imagenet" and not loaded.is_random
+  assert weights_lib.imagenet_cache_path().is_file()
+
+  # Second time: the converted file alone, torch not needed.
+  monkeypatch.setattr(weights_lib, "_convert_module", no_network)
+  again = weights_lib.resolve("imagenet")
+  np.testing.assert_array_equal(again.params["conv1_1"]["kernel"],
+                                loaded.params["conv1_1"]["kernel"])
+
+
+def test_imagenet_offline_names_the_alternatives(monkeypatch):
+  def offline(*args, **kwargs):
+    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+  monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+  with pytest.raises(JaxvizError) as error:
+    weights_lib.resolve("imagenet")
+  message = str(error.value)
+  assert_names_all(message, "cannot download", "--weights PATH", "--weights random")
+  assert "\n" not in message
+  assert not weights_lib.imagenet_cache_path().exists()
