@@ -1,5 +1,11 @@
-"""jaxviz: see what a VGG network's feature maps have learnt, in JAX."""
+"""jaxviz: see what a VGG network's feature maps have learnt, in JAX.
 
+  import jaxviz
+  images = jaxviz.render("conv5_1", [271, 15])          # activation maximisation
+"""
+
+from jaxviz.api import render
+from jaxviz.engine import Schedule
 from jaxviz.errors import JaxvizError
 from jaxviz.layers import Layer, feature_layers, resolve_layer
 from jaxviz.weights import Weights, random_weights, resolve as load_weights
@@ -7,6 +13,6 @@ from jaxviz.weights import Weights, random_weights, resolve as load_weights
 __version__ = "0.1.0"
 
 __all__ = [
-    "JaxvizError", "Layer", "Weights", "feature_layers", "load_weights", "random_weights",
-    "resolve_layer",
+    "JaxvizError", "Layer", "Schedule", "Weights", "feature_layers", "load_weights",
+    "random_weights", "render", "resolve_layer",
 ]

@@ -35,6 +35,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     raise JaxvizError(f"cannot write {path}: {error.strerror or error}") from None
   os.close(fd)
   tmp = Path(tmp_name)
+  os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs should read like any other file
   try:
     yield tmp
     with open(tmp, "rb+") as handle:
@@ -96,3 +97,15 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
   """Writes a [0, 1] float (H, W, 3) image as 8-bit RGB PNG, atomically."""
   with atomic_write(path) as tmp:
     Image.fromarray(to_uint8(image), "RGB").save(tmp, format="PNG")
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+  """Creates `path` if needed and proves a file can be written there, before long work."""
+  path = Path(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+      pass
+  except OSError as error:
+    raise JaxvizError(f"cannot write to {path}: {error.strerror or error}") from None
+  return path

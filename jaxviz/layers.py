@@ -117,3 +117,33 @@ def resolve_layer(spec: str | int, arch: str = DEFAULT_ARCH) -> Layer:
     if layer.name == text:
       return layer
   raise JaxvizError(f"unknown layer {spec!r} for {arch}; valid layers: {_valid_list(layers)}")
+
+
+def parse_maps(spec: str, layer: Layer) -> list[int]:
+  """`271,15`, `0:16`, `:8`, `500:`, `all` (or a mix) -> map indices, duplicates dropped.
+
+  Ranges are half-open like Python slices. Every index must be < layer.channels.
+  """
+  text = str(spec).replace(" ", "")
+  maps: list[int] = []
+  for token in text.split(","):
+    if token == "all":
+      maps.extend(range(layer.channels))
+      continue
+    match = re.fullmatch(r"(\d*):(\d*)|(\d+)", token)
+    if not match:
+      raise JaxvizError(f"cannot read --maps {spec!r}: use indices and ranges like "
+                        "'271,15', '0:16' or 'all'")
+    if match.group(3) is not None:
+      maps.append(int(match.group(3)))
+    else:
+      start = int(match.group(1) or 0)
+      stop = int(match.group(2)) if match.group(2) else layer.channels
+      if stop <= start:
+        raise JaxvizError(f"--maps range {token!r} is empty")
+      maps.extend(range(start, stop))
+  out_of_range = [m for m in maps if m >= layer.channels]
+  if out_of_range:
+    raise JaxvizError(f"map {out_of_range[0]} is out of range: layer {layer.index} "
+                      f"({layer.name}) has {layer.channels} maps (0..{layer.channels - 1})")
+  return list(dict.fromkeys(maps))

@@ -1,0 +1,143 @@
+"""`jaxviz render` and `jaxviz.render`: outputs, records, bad input, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import jaxviz
+from jaxviz import api, engine, fileio, layers
+from jaxviz.errors import JaxvizError
+
+from conftest import assert_names_all, error_line, run_cli
+
+TINY = ["--size0", "32", "--scales", "2", "--steps", "3"]
+TINY_SCHEDULE = engine.Schedule(size0=32, scales=2, steps=3)
+
+
+def test_render_writes_pngs_grid_and_record(tmp_path, vgg16_safetensors, vgg16_weights):
+  out = tmp_path / "renders"
+  result = run_cli("render", "--layer", "conv3_1", "--maps", "0:2,40", "--weights",
+                   vgg16_safetensors, "--out", out, "--json", *TINY)
+  record = json.loads(result.stdout[result.stdout.index("{"):])
+  assert sorted(p.name for p in out.iterdir()) == ["10_0.png", "10_1.png", "10_40.png",
+                                                   "grid.png", "render.json"]
+  assert record == json.loads((out / "render.json").read_text())
+  assert record["layer"] == 10 and record["layer_name"] == "conv3_1"
+  assert record["maps"] == [0, 1, 40] and record["sides"] == [32, 38]
+  assert record["settings"]["seed"] == 0 and record["settings"]["size0"] == 32
+  assert record["weights"]["sha256"] == vgg16_weights.sha256
+  assert record["device"].startswith("cpu") and record["jax_version"]
+  assert len(record["objectives"]["40"]) == 2 and record["wall_time_s"] > 0
+
+  # The PNG is the engine's image, rounded to 8 bits.
+  expected = api.render(10, [40], weights=vgg16_weights, schedule=TINY_SCHEDULE)[0]
+  png = np.asarray(Image.open(out / "10_40.png"))
+  assert png.shape == (38, 38, 3) and png.dtype == np.uint8
+  np.testing.assert_array_equal(png, fileio.to_uint8(expected))
+
+
+def test_python_api_renders_by_name_and_spec(vgg16_weights):
+  images = jaxviz.render("conv3_1", "3:5", weights=vgg16_weights, schedule=TINY_SCHEDULE)
+  assert images.shape == (2, 38, 38, 3) and 0 <= images.min() and images.max() <= 1
+  again = jaxviz.render(10, [4], weights=vgg16_weights, schedule=TINY_SCHEDULE)
+  np.testing.assert_allclose(again[0], images[1], atol=1e-5)
+
+
+def test_init_photo_replaces_the_noise(tmp_path, photo_files, vgg16_weights):
+  photo = photo_files["chelsea.jpg"]
+  from_photo = jaxviz.render(10, [4], weights=vgg16_weights, schedule=TINY_SCHEDULE, init=photo)
+  from_noise = jaxviz.render(10, [4], weights=vgg16_weights, schedule=TINY_SCHEDULE)
+  assert np.abs(from_photo - from_noise).mean() > 0.05
+  # A few small steps leave the photo recognisable: close to its own resize.
+  resized = api.start_from_photo(photo, 38)
+  assert np.abs(from_photo[0] - np.clip(resized, 0, 1)).mean() < np.abs(
+      from_noise[0] - np.clip(resized, 0, 1)).mean()
+  out = tmp_path / "o"
+  run_cli("render", "--layer", "10", "--maps", "4", "--weights", "random", "--out", out,
+          "--init", photo, *TINY)
+  assert json.loads((out / "render.json").read_text())["settings"]["init"] == str(photo)
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--layer", "31", "--maps", "0"], ["unknown layer '31'", "24 (conv5_1)", "30 (pool5)"]),
+    (["--layer", "conv9_9", "--maps", "0"], ["unknown layer", "0 (conv1_1)"]),
+    (["--layer", "24", "--maps", "512"], ["map 512", "512 maps (0..511)"]),
+    (["--layer", "7", "--maps", "0:200"], ["map 128", "conv2_2", "128 maps"]),
+    (["--layer", "24", "--maps", "1,two"], ["cannot read --maps '1,two'"]),
+    (["--layer", "24", "--maps", "5:5"], ["empty"]),
+    (["--layer", "24", "--maps", "1", "--size0", "0"], ["--size0 0", "minimum is 16"]),
+    (["--layer", "24", "--maps", "1", "--size0", "15"], ["--size0 15", "minimum is 16"]),
+    (["--layer", "24", "--maps", "1", "--dtype", "half"], ["--dtype"]),
+    (["--layer", "24", "--maps", "1", "--blur", "4"], ["--blur", "odd"]),
+    (["--layer", "24", "--maps", "1", "--batch", "0"], ["--batch"]),
+    (["--layer", "24", "--maps", "1", "--init", "nope.jpg"], ["image not found", "nope.jpg"]),
+])
+def test_bad_render_input_is_one_line(tmp_path, args, needles):
+  result = run_cli("render", *args, "--weights", "random", "--out", tmp_path / "o",
+                   expect_exit=1)
+  assert_names_all(error_line(result), *needles)
+
+
+def test_unwritable_out_is_named(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("a file where the output directory should go")
+  result = run_cli("render", "--layer", "10", "--maps", "0", "--weights", "random",
+                   "--out", blocker / "renders", expect_exit=1)
+  assert_names_all(error_line(result), "cannot write to", "renders")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+  target = tmp_path / "x.png"
+  with pytest.raises(RuntimeError):
+    with fileio.atomic_write(target) as tmp:
+      tmp.write_bytes(b"half")
+      raise RuntimeError("killed")
+  assert list(tmp_path.iterdir()) == []
+
+
+def complete_pngs(folder: Path) -> list[str]:
+  names = []
+  for path in folder.glob("*.png"):
+    with Image.open(path) as image:
+      image.load()  # raises on a truncated file
+    names.append(path.name)
+  return names
+
+
+def test_killed_render_leaves_only_complete_pngs(tmp_path):
+  """kill -9 mid-render: every PNG on disk is whole, and render.json names only those."""
+  out = tmp_path / "o"
+  command = [sys.executable, "-m", "jaxviz.cli", "render", "--layer", "10", "--maps", "0:40",
+             "--batch", "1", "--weights", "random", "--out", str(out), "--size0", "32",
+             "--scales", "2", "--steps", "2"]
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+  deadline = time.time() + 120
+  while time.time() < deadline and len(list(out.glob("10_*.png"))) < 2:
+    time.sleep(0.05)
+  os.killpg(process.pid, signal.SIGKILL)
+  process.wait()
+  written = complete_pngs(out)
+  assert 2 <= len(written) < 40
+  record = json.loads((out / "render.json").read_text())
+  assert set(record["files"].values()) <= set(written)
+  assert not [p for p in out.iterdir() if p.suffix == ".png" and p.name not in written]
+
+
+def test_parse_maps_orders_and_dedupes():
+  layer = layers.resolve_layer(24)
+  assert layers.parse_maps("271, 15,0:3,15", layer) == [271, 15, 0, 1, 2]
+  assert layers.parse_maps("510:", layer) == [510, 511]
+  assert len(layers.parse_maps("all", layer)) == 512
+  with pytest.raises(JaxvizError):
+    layers.parse_maps("", layer)
