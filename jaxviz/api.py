@@ -6,6 +6,9 @@ seed) and return plain numpy arrays; the CLI calls the same engine.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -14,8 +17,12 @@ import jax
 import numpy as np
 
 from jaxviz import engine, fileio, figures, layers, ops
+from jaxviz.errors import JaxvizError
 from jaxviz.objectives import Target
 from jaxviz.weights import Weights, resolve
+
+
+RECORD_NAME = "render.json"
 
 
 def _weights(weights: str | Weights, arch: str) -> Weights:
@@ -67,44 +74,109 @@ def device_description() -> str:
   return f"{device.platform}: {device.device_kind} x{jax.device_count()}"
 
 
+def identity_record(loaded: Weights, target: Target, *, seed: int, schedule: engine.Schedule,
+                    dtype: str, init_path=None) -> dict:
+  """Everything that decides what a map's render looks like (not batch or driver)."""
+  return {
+      "layer": target.layer.index, "arch": target.arch, "seed": seed,
+      "schedule": dataclasses.asdict(schedule), "dtype": dtype, "precision": target.precision,
+      "init": None if init_path is None else {"path": str(init_path),
+                                              "sha256": fileio.sha256_file(init_path)},
+      "weights": {"label": loaded.label, "sha256": loaded.sha256, "random": loaded.is_random},
+  }
+
+
+def identity_hash(identity: dict) -> str:
+  return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_record(out_dir) -> dict | None:
+  path = Path(out_dir) / RECORD_NAME
+  if not path.is_file():
+    return None
+  try:
+    return json.loads(path.read_text())
+  except (OSError, json.JSONDecodeError) as error:
+    raise JaxvizError(f"cannot read {path}: {error}") from None
+
+
+def finished_maps(record: dict | None, out_dir) -> dict[int, str]:
+  """Maps the record lists whose PNG is on disk: {map: file name}."""
+  if not record:
+    return {}
+  return {int(m): name for m, name in record.get("files", {}).items()
+          if (Path(out_dir) / name).is_file()}
+
+
 def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir, *, seed: int,
                   schedule: engine.Schedule, batch: int, dtype: str, driver: str,
-                  init_path=None, on_steps=None) -> dict:
+                  init_path=None, force: bool = False, on_steps=None,
+                  on_plan=None) -> dict:
   """Renders maps into `out_dir`: one PNG per map, `grid.png` and `render.json`.
 
-  Each PNG is written atomically as soon as its batch finishes, and
-  `render.json` is rewritten after every batch, so an interrupted render keeps
-  everything it finished. Returns the render.json record.
+  `render.json` records the settings that decide the images (and their hash),
+  the device, each map's objective per scale and file, and the wall time.
+  Each PNG is written atomically as soon as its batch finishes and the record
+  is rewritten after every batch, so a killed render loses nothing finished.
+  Rerunning into the same directory with the same settings resumes: finished
+  maps are skipped and new ones added to the record. Other settings are
+  refused unless `force`, which starts the record over. `on_plan(skipped,
+  total_steps)` is called once the work is known; `on_steps(n)` as it runs.
   """
   out_dir = Path(out_dir)
+  identity = identity_record(loaded, target, seed=seed, schedule=schedule, dtype=dtype,
+                             init_path=init_path)
+  digest = identity_hash(identity)
+  record = read_record(out_dir)
+  if record is not None and record.get("identity_hash") != digest and not force:
+    raise JaxvizError(
+        f"{out_dir} holds renders made with other settings or weights "
+        f"({describe_difference(record.get('identity', {}), identity)}); use another --out, "
+        "or --force to start over")
+  if record is None or record.get("identity_hash") != digest:
+    record = {"identity_hash": digest, "identity": identity, "layer_name": target.layer.name,
+              "sides": list(schedule.sides()), "files": {}, "objectives": {}, "runs": []}
+  done = finished_maps(record, out_dir)
+  todo = [m for m in maps if m not in done]
+  if on_plan:
+    batches = -(-len(todo) // min(batch, len(todo))) if todo else 0
+    on_plan(len(maps) - len(todo), batches * schedule.total_steps())
+  run = {"maps": todo, "batch": batch, "driver": engine.resolve_driver(driver),
+         "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
+  record["runs"].append(run)
   start = None if init_path is None else start_from_photo(init_path, schedule.size0)
-  record = {
-      "layer": target.layer.index, "layer_name": target.layer.name, "arch": target.arch,
-      "maps": list(maps), "sides": list(schedule.sides()),
-      "settings": {"seed": seed, "size0": schedule.size0, "scales": schedule.scales,
-                   "upscale": schedule.upscale, "steps": schedule.steps, "lr": schedule.lr,
-                   "weight_decay": schedule.weight_decay, "blur": schedule.blur,
-                   "batch": batch, "dtype": dtype, "precision": target.precision,
-                   "driver": engine.resolve_driver(driver),
-                   "init": None if init_path is None else str(init_path)},
-      "weights": {"label": loaded.label, "sha256": loaded.sha256, "random": loaded.is_random},
-      "jax_version": jax.__version__, "device": device_description(),
-      "objectives": {}, "files": {}, "wall_time_s": None,
-  }
-  images, done = [], []
   began = time.perf_counter()
-  for result in engine.iter_render(loaded.params, maps, jax.random.key(seed), schedule, target,
-                                   batch=batch, start=start, dtype=dtype, driver=driver,
-                                   on_steps=on_steps):
+  results = engine.iter_render(loaded.params, todo, jax.random.key(seed), schedule, target,
+                               batch=batch, start=start, dtype=dtype, driver=driver,
+                               on_steps=on_steps) if todo else []
+  for result in results:
     for map_index, image, objectives in zip(result.maps, result.images, result.objectives):
       name = map_filename(target.layer, int(map_index))
       fileio.write_png(out_dir / name, image)
       record["files"][str(map_index)] = name
       record["objectives"][str(map_index)] = [float(v) for v in objectives]
-      images.append(image)
-      done.append(int(map_index))
-    record["wall_time_s"] = round(time.perf_counter() - began, 3)
-    fileio.write_json(out_dir / "render.json", record)
-  title = f"layer {target.layer.index} ({target.layer.name}), weights: {loaded.label}"
-  figures.render_grid(images, done, out_dir / "grid.png", suptitle=title)
+    run["wall_time_s"] = round(time.perf_counter() - began, 3)
+    fileio.write_json(out_dir / RECORD_NAME, record)
+  fileio.write_json(out_dir / RECORD_NAME, record)
+  write_grid(record, out_dir, title=f"layer {target.layer.index} ({target.layer.name}), "
+                                    f"weights: {loaded.label}")
   return record
+
+
+def describe_difference(old: dict, new: dict) -> str:
+  changed = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+  return "differs in " + ", ".join(changed) if changed else "an older record format"
+
+
+def load_renders(out_dir, maps: Sequence[int]) -> dict[int, np.ndarray]:
+  """The finished renders among `maps` in a render directory, as [0, 1] arrays."""
+  files = finished_maps(read_record(out_dir), out_dir)
+  return {m: fileio.read_image(Path(out_dir) / files[m]) for m in maps if m in files}
+
+
+def write_grid(record: dict, out_dir, title: str) -> None:
+  maps = sorted(finished_maps(record, out_dir))
+  if maps:
+    images = load_renders(out_dir, maps)
+    figures.render_grid([images[m] for m in maps], maps, Path(out_dir) / "grid.png",
+                        suptitle=title)

@@ -175,12 +175,77 @@ def _use_compilation_cache() -> None:
 
 
 def _progress():
+  from rich.console import Console
   from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                              TimeElapsedColumn, TimeRemainingColumn)
 
   return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=__import__("rich.console").console.Console(stderr=True))
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+
+
+# Render settings, shared by `render` and `probe` (which renders missing maps).
+Size0Option = Annotated[int, typer.Option(help="Side of the first scale.")]
+ScalesOption = Annotated[int, typer.Option(help="Number of scales.")]
+UpscaleOption = Annotated[float, typer.Option(help="Side factor between scales.")]
+StepsOption = Annotated[int, typer.Option(help="Adam steps per scale (x1.3 after the first half).")]
+LrOption = Annotated[float, typer.Option(help="Adam learning rate.")]
+WeightDecayOption = Annotated[float, typer.Option(help="L2 weight decay added to the gradient.")]
+BlurOption = Annotated[int, typer.Option(help="Box blur between scales (odd; 1 = none).")]
+SeedOption = Annotated[int, typer.Option(help="PRNG seed; map k starts from fold_in(seed, k).")]
+BatchOption = Annotated[int, typer.Option(help="Maps rendered together (vmapped).")]
+DtypeOption = Annotated[str, typer.Option(
+    help="float32 (fast) or float64 (CPU; the mode that equals PyTorch).")]
+DriverOption = Annotated[str, typer.Option(
+    help="How steps run: auto (loop on CPU, scan on GPU/TPU), loop, scan.")]
+
+
+def _schedule(size0, scales, upscale, steps, lr, weight_decay, blur):
+  from jaxviz import engine
+
+  return engine.Schedule(size0=size0, scales=scales, upscale=upscale, steps=steps, lr=lr,
+                         weight_decay=weight_decay, blur=blur)
+
+
+def _check_render_options(schedule, target, dtype: str, driver: str, batch: int) -> None:
+  from jaxviz import engine
+
+  schedule.check(target)
+  engine.dtype_context(dtype)
+  engine.resolve_driver(driver)
+  if batch < 1:
+    raise JaxvizError(f"--batch must be at least 1, got {batch}")
+
+
+def _render_with_progress(loaded, target, maps, out, *, label: str, **settings) -> dict:
+  """api.render_to_dir with a progress bar over optimisation steps."""
+  from jaxviz import api
+
+  with _progress() as progress:
+    task = progress.add_task(label, total=None)
+
+    def on_plan(skipped: int, total_steps: int) -> None:
+      if skipped:
+        progress.console.print(f"{skipped} maps already rendered in {out}, skipped")
+      progress.update(task, total=total_steps)
+
+    return api.render_to_dir(loaded, target, maps, out, on_plan=on_plan,
+                             on_steps=lambda n: progress.advance(task, n), **settings)
+
+
+def _target(layer: str, arch: str, precision: str):
+  from jaxviz.objectives import Target
+
+  return Target(layers_lib.resolve_layer(layer, arch), arch, _check_precision(precision))
+
+
+def _retarget(target, loaded):
+  """Weights files carry their own arch; re-resolve the layer if it differs from --arch."""
+  from jaxviz.objectives import Target
+
+  if loaded.arch == target.arch:
+    return target
+  return Target(layers_lib.resolve_layer(target.layer.index, loaded.arch), loaded.arch,
+                target.precision)
 
 
 @app.command()
@@ -192,68 +257,223 @@ def render(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("renders"),
     weights: WeightsOption = "imagenet",
     arch: ArchOption = layers_lib.DEFAULT_ARCH,
-    seed: Annotated[int, typer.Option(help="PRNG seed; map k starts from fold_in(seed, k).")] = 0,
-    size0: Annotated[int, typer.Option(help="Side of the first scale.")] = 56,
-    scales: Annotated[int, typer.Option(help="Number of scales.")] = 12,
-    upscale: Annotated[float, typer.Option(help="Side factor between scales.")] = 1.2,
-    steps: Annotated[int, typer.Option(
-        help="Adam steps per scale (x1.3 after the first half).")] = 75,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 0.01,
-    weight_decay: Annotated[float, typer.Option(help="L2 added to the gradient.")] = 1e-6,
-    blur: Annotated[int, typer.Option(help="Box blur between scales (odd; 1 = none).")] = 5,
+    seed: SeedOption = 0,
+    size0: Size0Option = 56,
+    scales: ScalesOption = 12,
+    upscale: UpscaleOption = 1.2,
+    steps: StepsOption = 75,
+    lr: LrOption = 0.01,
+    weight_decay: WeightDecayOption = 1e-6,
+    blur: BlurOption = 5,
     init: Annotated[Optional[Path], typer.Option(
         help="Start from this photo (resized to size0) instead of noise.")] = None,
-    batch: Annotated[int, typer.Option(help="Maps rendered together (vmapped).")] = 8,
-    dtype: Annotated[str, typer.Option(
-        help="float32 (fast) or float64 (CPU; the mode that equals PyTorch).")] = "float32",
+    batch: BatchOption = 8,
+    dtype: DtypeOption = "float32",
     precision: PrecisionOption = "default",
-    driver: Annotated[str, typer.Option(
-        help="How steps run: auto (loop on CPU, scan on GPU/TPU), loop, scan.")] = "auto",
+    driver: DriverOption = "auto",
+    force: Annotated[bool, typer.Option(
+        help="Start over in an --out that holds renders made with other settings.")] = False,
     as_json: JsonOption = False,
 ):
   """Render feature maps by activation maximisation (the write-up's algorithm).
 
   Writes OUT/<layer>_<map>.png per map, OUT/grid.png (panels titled "fmap N")
-  and OUT/render.json (settings, weights, device, objective per scale, time).
+  and OUT/render.json (settings and their hash, weights, device, objective per
+  scale, wall time). Rerun the same command to resume an interrupted render.
 
   Example: [bold]jaxviz render --layer 24 --maps 271,15 --out renders/[/bold]
   """
-  from jaxviz import api, engine, fileio
-  from jaxviz.objectives import Target
+  from jaxviz import fileio
 
-  schedule = engine.Schedule(size0=size0, scales=scales, upscale=upscale, steps=steps, lr=lr,
-                             weight_decay=weight_decay, blur=blur)
+  schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
   # Everything that can be checked is checked before weights load or work starts.
-  target = Target(layers_lib.resolve_layer(layer, arch), arch, _check_precision(precision))
+  target = _target(layer, arch, precision)
   map_list = layers_lib.parse_maps(maps, target.layer)
-  schedule.check(target)
-  engine.dtype_context(dtype)
-  engine.resolve_driver(driver)
-  if batch < 1:
-    raise JaxvizError(f"--batch must be at least 1, got {batch}")
+  _check_render_options(schedule, target, dtype, driver, batch)
   if init is not None:
     fileio.read_image(init)
   fileio.ensure_writable_dir(out)
   _use_compilation_cache()
 
   loaded = _load_weights(weights, arch)
-  if loaded.arch != arch:
-    target = Target(layers_lib.resolve_layer(layer, loaded.arch), loaded.arch, target.precision)
-    map_list = layers_lib.parse_maps(maps, target.layer)
-  batches = -(-len(map_list) // min(batch, len(map_list)))
-  with _progress() as progress:
-    task = progress.add_task(f"layer {target.layer.index} ({target.layer.name}), "
-                             f"{len(map_list)} maps", total=schedule.total_steps() * batches)
-    record = api.render_to_dir(loaded, target, map_list, out, seed=seed, schedule=schedule,
-                               batch=batch, dtype=dtype, driver=driver, init_path=init,
-                               on_steps=lambda n: progress.advance(task, n))
+  target = _retarget(target, loaded)
+  map_list = layers_lib.parse_maps(maps, target.layer)
+  record = _render_with_progress(
+      loaded, target, map_list, out, seed=seed, schedule=schedule, batch=batch, dtype=dtype,
+      driver=driver, init_path=init, force=force,
+      label=f"layer {target.layer.index} ({target.layer.name}), {len(map_list)} maps")
   if as_json:
     typer.echo(json.dumps(record, indent=2))
   else:
     typer.echo(f"wrote {len(map_list)} renders, grid.png and render.json to {out} "
-               f"in {record['wall_time_s']:.1f} s")
+               f"in {record['runs'][-1]['wall_time_s']:.1f} s")
   if loaded.is_random:
     typer.echo("(random weights: these renders show an untrained network)", err=True)
+
+
+@app.command()
+@user_errors
+def probe(
+    image: Annotated[Path, typer.Argument(help="A photo (jpg, png, webp, ...).")],
+    layer: Annotated[str, typer.Option(help="Layer: index (24), name (conv5_1) or features.24.")],
+    top: Annotated[int, typer.Option(help="How many top maps to report and draw.")] = 15,
+    map_: Annotated[Optional[list[int]], typer.Option(
+        "--map", help="A map to report the rank of (repeatable): is it in the top k?")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Write the write-up's figure here (PNG).")] = None,
+    renders: Annotated[Path, typer.Option(
+        help="A `jaxviz render` directory with the top maps' renders; missing ones are "
+             "rendered into it with the settings below.")] = Path("renders"),
+    no_renders: Annotated[bool, typer.Option(
+        "--no-renders", help="Draw only the photo and the activation plot.")] = False,
+    weights: WeightsOption = "imagenet",
+    arch: ArchOption = layers_lib.DEFAULT_ARCH,
+    precision: PrecisionOption = "default",
+    seed: SeedOption = 0,
+    size0: Size0Option = 56,
+    scales: ScalesOption = 12,
+    upscale: UpscaleOption = 1.2,
+    steps: StepsOption = 75,
+    lr: LrOption = 0.01,
+    weight_decay: WeightDecayOption = 1e-6,
+    blur: BlurOption = 5,
+    batch: BatchOption = 8,
+    dtype: DtypeOption = "float32",
+    driver: DriverOption = "auto",
+    as_json: JsonOption = False,
+):
+  """Test an interpretation on a real photo: rank a layer's maps by mean activation.
+
+  The photo is resized to 224x224 (OpenCV-style bicubic) and normalised; each
+  map's score is its mean activation (pre-ReLU for a conv layer). Prints the
+  top k and the rank of every --map; --out draws the write-up's figure.
+
+  Example: [bold]jaxviz probe house.jpg --layer 24 --map 271 --out house_probe.png[/bold]
+  """
+  from jaxviz import api, fileio, figures
+  from jaxviz import probe as probe_lib
+
+  target = _target(layer, arch, precision)
+  schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
+  draw_renders = out is not None and not no_renders
+  if draw_renders:
+    _check_render_options(schedule, target, dtype, driver, batch)
+    fileio.ensure_writable_dir(renders)
+  if out is not None:
+    fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+  photo = fileio.read_image(image)
+  _use_compilation_cache()
+  loaded = _load_weights(weights, arch)
+  target = _retarget(target, loaded)
+  result = probe_lib.probe(loaded, photo, target.layer, top=top, maps=map_ or (),
+                           precision=target.precision)
+  top_maps = [m for _, m, _ in result.top]
+
+  if out is not None:
+    rendered = None
+    if draw_renders:
+      _render_with_progress(loaded, target, top_maps, renders, seed=seed, schedule=schedule,
+                            batch=batch, dtype=dtype, driver=driver,
+                            label=f"rendering the top {len(top_maps)} maps into {renders}")
+      rendered = api.load_renders(renders, top_maps)
+    footnote = f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
+    figures.probe_figure(result.photo, result.means, top_maps,
+                         f"Conv layer{target.layer.index}" if target.layer.kind == "conv"
+                         else f"layer {target.layer.index} ({target.layer.name})",
+                         rendered, out, footnote=footnote)
+
+  if as_json:
+    typer.echo(json.dumps(result.to_json(str(image), loaded.label), indent=2))
+    return
+  typer.echo(f"layer {target.layer.index} ({target.layer.name}), {image}")
+  typer.echo(f"{'rank':>4}  {'map':>4}  mean")
+  for rank, map_index, mean in result.top:
+    typer.echo(f"{rank:>4}  {map_index:>4}  {mean:.4f}")
+  for map_index, (rank, mean) in result.asked.items():
+    verdict = "in" if rank <= top else "NOT in"
+    typer.echo(f"map {map_index}: rank {rank} of {target.layer.channels}, mean {mean:.4f} "
+               f"({verdict} the top {top})")
+  if out is not None:
+    typer.echo(f"figure: {out}")
+
+
+@app.command("top-images")
+@user_errors
+def top_images(
+    folder: Annotated[Path, typer.Argument(help="A folder of photos (searched recursively).")],
+    layer: Annotated[str, typer.Option(help="Layer: index (24), name (conv5_1) or features.24.")],
+    map_: Annotated[Optional[int], typer.Option("--map", help="The map to rank photos by.")] = None,
+    all_maps: Annotated[bool, typer.Option(
+        "--all-maps", help="Every map's top photos, from the same single pass (JSON table).")] = False,
+    top: Annotated[int, typer.Option(help="How many photos per map.")] = 9,
+    out: Annotated[Optional[Path], typer.Option(
+        help="With --map: a grid of the top photos and their scores (PNG). With --all-maps: "
+             "the JSON table.")] = None,
+    batch: Annotated[int, typer.Option(help="Photos per jitted batch.")] = 16,
+    weights: WeightsOption = "imagenet",
+    arch: ArchOption = layers_lib.DEFAULT_ARCH,
+    precision: PrecisionOption = "default",
+    as_json: JsonOption = False,
+):
+  """Rank the photos of a folder by a map's mean activation ("dataset examples").
+
+  Unreadable files are skipped with a warning and counted.
+
+  Example: [bold]jaxviz top-images ~/photos --layer 24 --map 271 --out top271.png[/bold]
+  """
+  from jaxviz import fileio, figures
+  from jaxviz import probe as probe_lib
+
+  target = _target(layer, arch, precision)
+  if (map_ is None) == (not all_maps):
+    raise JaxvizError("give either --map N or --all-maps")
+  if map_ is not None:
+    layers_lib.parse_maps(str(map_), target.layer)
+  if top < 1 or batch < 1:
+    raise JaxvizError("--top and --batch must be at least 1")
+  paths = probe_lib.find_images(folder)
+  if out is not None:
+    fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+  _use_compilation_cache()
+  loaded = _load_weights(weights, arch)
+  target = _retarget(target, loaded)
+
+  with _progress() as progress:
+    task = progress.add_task(f"scoring {len(paths)} images", total=len(paths))
+    scores = probe_lib.score_folder(
+        loaded, folder, target.layer, batch=batch, precision=target.precision,
+        on_image=lambda: progress.advance(task),
+        on_skip=lambda path, why: progress.console.print(f"warning: skipped {why}"))
+  skipped = [str(path) for path, _ in scores.skipped]
+  if all_maps:
+    table = {"layer": target.layer.index, "layer_name": target.layer.name,
+             "weights": loaded.label, "images": len(scores.images), "skipped": skipped,
+             "maps": {str(m): [{"image": str(p), "mean": v} for p, v in
+                               scores.top_images(m, top)] for m in range(target.layer.channels)}}
+    if out is not None:
+      fileio.write_json(out, table)
+    if as_json or out is None:
+      typer.echo(json.dumps(table, indent=2))
+    else:
+      typer.echo(f"wrote the top {top} photos of all {target.layer.channels} maps to {out} "
+                 f"({len(scores.images)} images, {len(skipped)} skipped)")
+    return
+
+  ranked = scores.top_images(map_, top)
+  if out is not None:
+    figures.titled_grid([fileio.read_image(p) for p, _ in ranked],
+                        [f"{p.name}\n{v:.3f}" for p, v in ranked], out, min(3, len(ranked)),
+                        suptitle=f"layer {target.layer.index} ({target.layer.name}) map {map_}, "
+                                f"weights: {loaded.label}")
+  if as_json:
+    typer.echo(json.dumps({"layer": target.layer.index, "map": map_,
+                           "top": [{"image": str(p), "mean": v} for p, v in ranked],
+                           "skipped": skipped}, indent=2))
+    return
+  for rank, (path, mean) in enumerate(ranked, 1):
+    typer.echo(f"{rank:>3}  {mean:9.4f}  {path}")
+  if skipped:
+    typer.echo(f"({len(skipped)} unreadable files skipped)")
 
 
 def main() -> None:

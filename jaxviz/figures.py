@@ -49,13 +49,59 @@ def draw_image_grid(figure: Figure, images: Sequence[np.ndarray], titles: Sequen
     axes.set_yticks([])
 
 
-def render_grid(images: Sequence[np.ndarray], maps: Sequence[int], path: str | os.PathLike,
-                suptitle: str | None = None) -> None:
-  """The write-up's render figure: one panel per map titled "fmap N"."""
-  columns = grid_columns(len(images))
+def titled_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike,
+                columns: int, suptitle: str | None = None) -> None:
+  """Images in rows of `columns`, each titled, optionally under a suptitle; saved as PNG."""
   rows = math.ceil(len(images) / columns)
   figure = new_figure(CELL_INCHES * columns, CELL_INCHES * rows + (0.4 if suptitle else 0))
-  draw_image_grid(figure, images, [f"fmap {m}" for m in maps], columns)
+  draw_image_grid(figure, images, titles, columns)
   if suptitle:
     figure.suptitle(suptitle, fontsize=10)
   save_figure(figure, path)
+
+
+def render_grid(images: Sequence[np.ndarray], maps: Sequence[int], path: str | os.PathLike,
+                suptitle: str | None = None) -> None:
+  """The write-up's render figure: one panel per map titled "fmap N"."""
+  titled_grid(images, [f"fmap {m}" for m in maps], path, grid_columns(len(images)), suptitle)
+
+
+def probe_figure(photo: np.ndarray, means: np.ndarray, top_maps: Sequence[int],
+                 layer_title: str, renders: dict[int, np.ndarray] | None,
+                 path: str | os.PathLike, footnote: str | None = None) -> Figure:
+  """The write-up's hypothesis-test figure (`seed_probe_figure_house.png`).
+
+  Top row: the resized photo titled "Image"; beside it, spanning two columns,
+  the per-channel mean activations clipped at 0 with a red dashed line at
+  each top-k channel. Below: the renders of the top-k maps, 3 columns,
+  titled "fmap N" (omitted when `renders` is None). Returns the figure.
+  """
+  columns = 3
+  shown = [m for m in top_maps if renders is not None and m in renders]
+  render_rows = math.ceil(len(shown) / columns)
+  figure = new_figure(CELL_INCHES * 3.6, CELL_INCHES * 1.2 * (1 + render_rows)
+                      + (0.3 if footnote else 0))
+  grid = figure.add_gridspec(1 + render_rows, columns)
+
+  photo_axes = figure.add_subplot(grid[0, 0])
+  photo_axes.imshow(np.clip(photo, 0, 1))
+  photo_axes.set_title("Image")
+  photo_axes.set_xticks([])
+  photo_axes.set_yticks([])
+
+  plot = figure.add_subplot(grid[0, 1:])
+  plot.plot(np.arange(len(means)), np.clip(means, 0, None))
+  for map_index in top_maps:
+    plot.axvline(map_index, color="red", linestyle="--", alpha=0.4)
+  plot.set_xlim(0, len(means))
+  plot.set_ylabel("mean activation")
+  plot.set_title(f"Top {len(top_maps)} Feature Maps from {layer_title}")
+
+  if shown:
+    draw_image_grid(figure, [renders[m] for m in shown], [f"fmap {m}" for m in shown],
+                    columns, subplot_spec=grid[1:, :])
+  if footnote:
+    figure.supxlabel(footnote, fontsize=8)
+  save_figure(figure, path)
+  return figure
+

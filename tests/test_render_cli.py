@@ -32,12 +32,17 @@ def test_render_writes_pngs_grid_and_record(tmp_path, vgg16_safetensors, vgg16_w
   assert sorted(p.name for p in out.iterdir()) == ["10_0.png", "10_1.png", "10_40.png",
                                                    "grid.png", "render.json"]
   assert record == json.loads((out / "render.json").read_text())
-  assert record["layer"] == 10 and record["layer_name"] == "conv3_1"
-  assert record["maps"] == [0, 1, 40] and record["sides"] == [32, 38]
-  assert record["settings"]["seed"] == 0 and record["settings"]["size0"] == 32
-  assert record["weights"]["sha256"] == vgg16_weights.sha256
-  assert record["device"].startswith("cpu") and record["jax_version"]
-  assert len(record["objectives"]["40"]) == 2 and record["wall_time_s"] > 0
+  identity = record["identity"]
+  assert identity["layer"] == 10 and record["layer_name"] == "conv3_1"
+  assert record["files"] == {"0": "10_0.png", "1": "10_1.png", "40": "10_40.png"}
+  assert record["sides"] == [32, 38]
+  assert identity["seed"] == 0 and identity["schedule"]["size0"] == 32
+  assert identity["schedule"]["lr"] == 0.01 and identity["dtype"] == "float32"
+  assert identity["weights"]["sha256"] == vgg16_weights.sha256
+  run = record["runs"][-1]
+  assert run["device"].startswith("cpu") and run["jax_version"] and run["wall_time_s"] > 0
+  assert run["maps"] == [0, 1, 40] and run["driver"] == "loop"
+  assert len(record["objectives"]["40"]) == 2
 
   # The PNG is the engine's image, rounded to 8 bits.
   expected = api.render(10, [40], weights=vgg16_weights, schedule=TINY_SCHEDULE)[0]
@@ -65,7 +70,25 @@ def test_init_photo_replaces_the_noise(tmp_path, photo_files, vgg16_weights):
   out = tmp_path / "o"
   run_cli("render", "--layer", "10", "--maps", "4", "--weights", "random", "--out", out,
           "--init", photo, *TINY)
-  assert json.loads((out / "render.json").read_text())["settings"]["init"] == str(photo)
+  init = json.loads((out / "render.json").read_text())["identity"]["init"]
+  assert init == {"path": str(photo), "sha256": fileio.sha256_file(photo)}
+
+
+def test_rerun_resumes_and_other_settings_are_refused(tmp_path):
+  out = tmp_path / "o"
+  base = ["render", "--layer", "10", "--weights", "random", "--out", out, *TINY]
+  run_cli(*base, "--maps", "0:2")
+  first = (out / "10_0.png").stat().st_mtime_ns
+  result = run_cli(*base, "--maps", "0:3")
+  assert "2 maps already rendered" in result.output
+  assert (out / "10_0.png").stat().st_mtime_ns == first
+  record = json.loads((out / "render.json").read_text())
+  assert sorted(record["files"]) == ["0", "1", "2"] and record["runs"][-1]["maps"] == [2]
+
+  line = error_line(run_cli(*base, "--maps", "0", "--lr", "0.02", expect_exit=1))
+  assert_names_all(line, "other settings", "schedule", "--force")
+  run_cli(*base, "--maps", "0", "--lr", "0.02", "--force")
+  assert sorted(json.loads((out / "render.json").read_text())["files"]) == ["0"]
 
 
 @pytest.mark.parametrize("args,needles", [
@@ -131,7 +154,11 @@ def test_killed_render_leaves_only_complete_pngs(tmp_path):
   assert 2 <= len(written) < 40
   record = json.loads((out / "render.json").read_text())
   assert set(record["files"].values()) <= set(written)
-  assert not [p for p in out.iterdir() if p.suffix == ".png" and p.name not in written]
+  # Rerunning finishes the job, skipping what the killed run completed.
+  rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr
+  assert f"{len(record['files'])} maps already rendered" in rerun.stderr
+  assert len(complete_pngs(out)) == 41  # 40 maps and grid.png
 
 
 def test_parse_maps_orders_and_dedupes():

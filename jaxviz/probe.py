@@ -1,0 +1,162 @@
+"""The write-up's hypothesis test (SPEC §3), and ranking a folder of photos by a map.
+
+Conventions:
+  * A photo is (H, W, 3) RGB in [0, 1]; it is resized to 224x224 with the
+    OpenCV-style bicubic and normalised (`classify.photo_to_input`).
+  * A map's score on a photo is the mean over positions of its channel at
+    the layer (pre-ReLU for a conv layer). Ranks are 1-based, descending,
+    ties broken by the lower map index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxviz import fileio, layers, ops, vgg
+from jaxviz.classify import INPUT_SIDE, photo_to_input
+from jaxviz.errors import JaxvizError
+from jaxviz.weights import Weights
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+@functools.partial(jax.jit, static_argnames=("layer", "arch", "precision"))
+def channel_means(params: vgg.Params, images: jax.Array, layer: layers.Layer, arch: str,
+                  precision: str) -> jax.Array:
+  """(N, H, W, 3) normalised -> (N, channels): each map's mean activation per image."""
+  activation = vgg.layer_activation(params, images, layer, arch=arch, precision=precision)
+  return activation.mean(axis=(1, 2))
+
+
+def ranking(means: np.ndarray) -> np.ndarray:
+  """Map indices ordered by descending mean (stable: ties keep index order)."""
+  return np.argsort(-np.asarray(means), kind="stable")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeResult:
+  """Per-channel means of one photo at one layer, ranked.
+
+  Attributes:
+    photo: the (224, 224, 3) resized photo in [0, 1], for the figure.
+    means: (channels,) mean activation per map.
+    top: [(rank, map, mean)] for the top k.
+    asked: {map: (rank, mean)} for each map the user named.
+  """
+
+  layer: layers.Layer
+  photo: np.ndarray
+  means: np.ndarray
+  top: list[tuple[int, int, float]]
+  asked: dict[int, tuple[int, float]]
+
+  def to_json(self, image: str, weights_label: str) -> dict:
+    return {"image": image, "layer": self.layer.index, "layer_name": self.layer.name,
+            "weights": weights_label, "means": [float(m) for m in self.means],
+            "top": [{"rank": r, "map": m, "mean": v} for r, m, v in self.top],
+            "maps": {str(m): {"rank": r, "mean": v} for m, (r, v) in self.asked.items()}}
+
+
+def probe(weights: Weights, photo: np.ndarray, layer: layers.Layer, *, top: int = 15,
+          maps: Sequence[int] = (), precision: str = "default") -> ProbeResult:
+  """Ranks `layer`'s maps by their mean activation on `photo` (SPEC §3)."""
+  if not 1 <= top <= layer.channels:
+    raise JaxvizError(f"--top must be between 1 and {layer.channels} for layer {layer.index} "
+                      f"({layer.name}), got {top}")
+  for map_index in maps:
+    if not 0 <= map_index < layer.channels:
+      raise JaxvizError(f"map {map_index} is out of range: layer {layer.index} ({layer.name}) "
+                        f"has {layer.channels} maps (0..{layer.channels - 1})")
+  resized = ops.resize_bicubic(jnp.asarray(photo, jnp.float32), INPUT_SIDE, INPUT_SIDE)
+  params = vgg.truncate_params(weights.params, layer, weights.arch)
+  means = np.asarray(channel_means(params, ops.normalise(resized)[None], layer, weights.arch,
+                                   precision)[0], np.float64)
+  order = ranking(means)
+  rank_of = np.empty_like(order)
+  rank_of[order] = np.arange(1, len(order) + 1)
+  return ProbeResult(
+      layer=layer,
+      photo=np.clip(np.asarray(resized), 0, 1),
+      means=means,
+      top=[(i + 1, int(m), float(means[m])) for i, m in enumerate(order[:top])],
+      asked={int(m): (int(rank_of[m]), float(means[m])) for m in maps})
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+  """Every file under `folder` (recursively) with an image suffix, sorted."""
+  folder = Path(folder)
+  if not folder.is_dir():
+    raise JaxvizError(f"not a folder: {folder}")
+  found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower()
+                 in IMAGE_SUFFIXES)
+  if not found:
+    raise JaxvizError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+  return found
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderScores:
+  """Mean activation of every map of a layer on every readable image of a folder.
+
+  Attributes:
+    images: paths of the images scored, row order of `means`.
+    means: (len(images), channels).
+    skipped: [(path, reason)] for unreadable files.
+  """
+
+  images: list[Path]
+  means: np.ndarray
+  skipped: list[tuple[Path, str]]
+
+  def top_images(self, map_index: int, top: int) -> list[tuple[Path, float]]:
+    order = ranking(self.means[:, map_index])[:top]
+    return [(self.images[i], float(self.means[i, map_index])) for i in order]
+
+
+def score_folder(weights: Weights, folder: str | os.PathLike, layer: layers.Layer, *,
+                 batch: int = 16, precision: str = "default",
+                 on_image: Callable[[], None] | None = None,
+                 on_skip: Callable[[Path, str], None] | None = None) -> FolderScores:
+  """Every map's mean on every image of `folder`, in one batched, jitted pass.
+
+  Unreadable files are skipped (reported through `on_skip`), never fatal. The
+  last batch is padded with zeros so every call has the same shape.
+  """
+  paths = find_images(folder)
+  params = vgg.truncate_params(weights.params, layer, weights.arch)
+  scored, rows, skipped, pending = [], [], [], []
+
+  def flush():
+    if not pending:
+      return
+    stacked = jnp.stack(pending + [jnp.zeros_like(pending[0])] * (batch - len(pending)))
+    means = channel_means(params, stacked, layer, weights.arch, precision)
+    rows.append(np.asarray(means[:len(pending)], np.float64))
+    pending.clear()
+
+  for path in paths:
+    try:
+      photo = fileio.read_image(path)
+    except JaxvizError as error:
+      skipped.append((path, str(error)))
+      if on_skip:
+        on_skip(path, str(error))
+    else:
+      pending.append(photo_to_input(photo))
+      scored.append(path)
+      if len(pending) == batch:
+        flush()
+    if on_image:
+      on_image()
+  flush()
+  if not scored:
+    raise JaxvizError(f"none of the {len(paths)} image files in {folder} could be read")
+  return FolderScores(scored, np.concatenate(rows), skipped)
