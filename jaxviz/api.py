@@ -90,8 +90,13 @@ def identity_hash(identity: dict) -> str:
   return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_record(out_dir) -> dict | None:
-  path = Path(out_dir) / RECORD_NAME
+def record_name(process_index: int = 0, process_count: int = 1) -> str:
+  """`render.json`, or `render.p<K>.json` for process K of a multi-process sweep."""
+  return RECORD_NAME if process_count == 1 else f"render.p{process_index}.json"
+
+
+def read_record(path) -> dict | None:
+  path = Path(path)
   if not path.is_file():
     return None
   try:
@@ -100,18 +105,30 @@ def read_record(out_dir) -> dict | None:
     raise JaxvizError(f"cannot read {path}: {error}") from None
 
 
-def finished_maps(record: dict | None, out_dir) -> dict[int, str]:
-  """Maps the record lists whose PNG is on disk: {map: file name}."""
-  if not record:
-    return {}
-  return {int(m): name for m, name in record.get("files", {}).items()
-          if (Path(out_dir) / name).is_file()}
+def read_records(out_dir) -> list[dict]:
+  """Every render record in a directory (one per process that wrote there)."""
+  paths = sorted(Path(out_dir).glob("render*.json"))
+  return [record for record in map(read_record, paths) if record]
+
+
+def finished_maps(out_dir, identity_hash_: str | None = None) -> dict[int, str]:
+  """Maps some record lists whose PNG is on disk: {map: file name}.
+
+  With `identity_hash_`, only records made with those settings count.
+  """
+  done: dict[int, str] = {}
+  for record in read_records(out_dir):
+    if identity_hash_ is None or record.get("identity_hash") == identity_hash_:
+      done.update({int(m): name for m, name in record.get("files", {}).items()
+                   if (Path(out_dir) / name).is_file()})
+  return done
 
 
 def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir, *, seed: int,
                   schedule: engine.Schedule, batch: int, dtype: str, driver: str,
-                  init_path=None, force: bool = False, on_steps=None,
-                  on_plan=None) -> dict:
+                  init_path=None, force: bool = False, mesh=None,
+                  process_index: int = 0, process_count: int = 1, on_steps=None,
+                  on_plan=None, on_batch=None, on_out_of_memory=None) -> dict:
   """Renders maps into `out_dir`: one PNG per map, `grid.png` and `render.json`.
 
   `render.json` records the settings that decide the images (and their hash),
@@ -121,13 +138,16 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
   Rerunning into the same directory with the same settings resumes: finished
   maps are skipped and new ones added to the record. Other settings are
   refused unless `force`, which starts the record over. `on_plan(skipped,
-  total_steps)` is called once the work is known; `on_steps(n)` as it runs.
+  total_steps)` is called once the work is known; `on_steps(n)` and
+  `on_batch(maps_done)` as it runs. Process K of N (a multi-host sweep) takes
+  maps[K::N] and keeps its own record, `render.p<K>.json`.
   """
   out_dir = Path(out_dir)
   identity = identity_record(loaded, target, seed=seed, schedule=schedule, dtype=dtype,
                              init_path=init_path)
   digest = identity_hash(identity)
-  record = read_record(out_dir)
+  record_path = out_dir / record_name(process_index, process_count)
+  record = read_record(record_path)
   if record is not None and record.get("identity_hash") != digest and not force:
     raise JaxvizError(
         f"{out_dir} holds renders made with other settings or weights "
@@ -136,10 +156,11 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
   if record is None or record.get("identity_hash") != digest:
     record = {"identity_hash": digest, "identity": identity, "layer_name": target.layer.name,
               "sides": list(schedule.sides()), "files": {}, "objectives": {}, "runs": []}
-  done = finished_maps(record, out_dir)
+  maps = list(maps)[process_index::process_count]
+  done = finished_maps(out_dir, digest)
   todo = [m for m in maps if m not in done]
   if on_plan:
-    batches = -(-len(todo) // min(batch, len(todo))) if todo else 0
+    batches = -(-len(todo) // engine.effective_batch(batch, len(todo), mesh)) if todo else 0
     on_plan(len(maps) - len(todo), batches * schedule.total_steps())
   run = {"maps": todo, "batch": batch, "driver": engine.resolve_driver(driver),
          "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
@@ -148,7 +169,8 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
   began = time.perf_counter()
   results = engine.iter_render(loaded.params, todo, jax.random.key(seed), schedule, target,
                                batch=batch, start=start, dtype=dtype, driver=driver,
-                               on_steps=on_steps) if todo else []
+                               mesh=mesh, on_steps=on_steps,
+                               on_out_of_memory=on_out_of_memory) if todo else []
   for result in results:
     for map_index, image, objectives in zip(result.maps, result.images, result.objectives):
       name = map_filename(target.layer, int(map_index))
@@ -156,9 +178,11 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
       record["files"][str(map_index)] = name
       record["objectives"][str(map_index)] = [float(v) for v in objectives]
     run["wall_time_s"] = round(time.perf_counter() - began, 3)
-    fileio.write_json(out_dir / RECORD_NAME, record)
-  fileio.write_json(out_dir / RECORD_NAME, record)
-  write_grid(record, out_dir, title=f"layer {target.layer.index} ({target.layer.name}), "
+    fileio.write_json(record_path, record)
+    if on_batch:
+      on_batch(len(result.maps))
+  fileio.write_json(record_path, record)
+  write_grid(out_dir, digest, title=f"layer {target.layer.index} ({target.layer.name}), "
                                     f"weights: {loaded.label}")
   return record
 
@@ -168,15 +192,16 @@ def describe_difference(old: dict, new: dict) -> str:
   return "differs in " + ", ".join(changed) if changed else "an older record format"
 
 
-def load_renders(out_dir, maps: Sequence[int]) -> dict[int, np.ndarray]:
+def load_renders(out_dir, maps: Sequence[int],
+                 identity_hash_: str | None = None) -> dict[int, np.ndarray]:
   """The finished renders among `maps` in a render directory, as [0, 1] arrays."""
-  files = finished_maps(read_record(out_dir), out_dir)
+  files = finished_maps(out_dir, identity_hash_)
   return {m: fileio.read_image(Path(out_dir) / files[m]) for m in maps if m in files}
 
 
-def write_grid(record: dict, out_dir, title: str) -> None:
-  maps = sorted(finished_maps(record, out_dir))
+def write_grid(out_dir, identity_hash_: str, title: str) -> None:
+  maps = sorted(finished_maps(out_dir, identity_hash_))
   if maps:
-    images = load_renders(out_dir, maps)
+    images = load_renders(out_dir, maps, identity_hash_)
     figures.render_grid([images[m] for m in maps], maps, Path(out_dir) / "grid.png",
                         suptitle=title)

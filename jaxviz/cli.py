@@ -372,10 +372,11 @@ def probe(
   if out is not None:
     rendered = None
     if draw_renders:
-      _render_with_progress(loaded, target, top_maps, renders, seed=seed, schedule=schedule,
-                            batch=batch, dtype=dtype, driver=driver,
-                            label=f"rendering the top {len(top_maps)} maps into {renders}")
-      rendered = api.load_renders(renders, top_maps)
+      record = _render_with_progress(
+          loaded, target, top_maps, renders, seed=seed, schedule=schedule, batch=batch,
+          dtype=dtype, driver=driver,
+          label=f"rendering the top {len(top_maps)} maps into {renders}")
+      rendered = api.load_renders(renders, top_maps, record["identity_hash"])
     footnote = f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
     figures.probe_figure(result.photo, result.means, top_maps,
                          f"Conv layer{target.layer.index}" if target.layer.kind == "conv"
@@ -474,6 +475,124 @@ def top_images(
     typer.echo(f"{rank:>3}  {mean:9.4f}  {path}")
   if skipped:
     typer.echo(f"({len(skipped)} unreadable files skipped)")
+
+
+@app.command()
+@user_errors
+def sweep(
+    layer: Annotated[str, typer.Option(help="Layer: index (24), name (conv5_1) or features.24.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    maps: Annotated[str, typer.Option(help="Feature maps ('all', '0:64', '271,15').")] = "all",
+    batch: Annotated[str, typer.Option(
+        help="Maps per vmapped chunk: 'auto' (from device memory and the layer's size at "
+             "the largest scale; halved on out-of-memory) or a number.")] = "auto",
+    weights: WeightsOption = "imagenet",
+    arch: ArchOption = layers_lib.DEFAULT_ARCH,
+    seed: SeedOption = 0,
+    size0: Size0Option = 56,
+    scales: ScalesOption = 12,
+    upscale: UpscaleOption = 1.2,
+    steps: StepsOption = 75,
+    lr: LrOption = 0.01,
+    weight_decay: WeightDecayOption = 1e-6,
+    blur: BlurOption = 5,
+    dtype: DtypeOption = "float32",
+    precision: PrecisionOption = "default",
+    driver: DriverOption = "auto",
+    top_images: Annotated[Optional[Path], typer.Option(
+        help="A `top-images --all-maps` JSON table: shows each map's top photos in the atlas.")]
+    = None,
+    distributed: Annotated[bool, typer.Option(
+        help="Multi-host: call jax.distributed.initialize() (TPU pods, SLURM, or the "
+             "JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID environment); each "
+             "process renders maps[process_index::process_count] on its own devices.")] = False,
+    process_index: Annotated[Optional[int], typer.Option(
+        help="Without --distributed: this job's share, maps[K::N] (K of --process-count N), "
+             "for independent jobs writing into one shared --out.")] = None,
+    process_count: Annotated[int, typer.Option(help="See --process-index.")] = 1,
+    force: Annotated[bool, typer.Option(
+        help="Start over in an --out that holds renders made with other settings.")] = False,
+):
+  """Render every map of a layer: chunked, resumable, on every local device; then the atlas.
+
+  Each finished map is written atomically and recorded in OUT/render.json with
+  a hash of the settings and weights. Rerun the same command to resume after an
+  interruption (even kill -9); other settings into the same OUT are refused
+  unless --force. Writes OUT/index.html, an offline page of all maps.
+
+  Example: [bold]jaxviz sweep --layer 24 --out sweeps/conv5_1[/bold]
+  """
+  import jax
+
+  from jaxviz import api, atlas, engine, fileio
+
+  schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
+  target = _target(layer, arch, precision)
+  map_list = layers_lib.parse_maps(maps, target.layer)
+  if batch != "auto" and not batch.isdigit():
+    raise JaxvizError(f"--batch must be 'auto' or a number, got {batch!r}")
+  _check_render_options(schedule, target, dtype, driver, 1 if batch == "auto" else int(batch))
+  if process_count < 1 or not 0 <= (process_index or 0) < process_count:
+    raise JaxvizError(f"--process-index must be in 0..{process_count - 1}")
+  table = atlas.read_top_images(top_images) if top_images is not None else None
+  fileio.ensure_writable_dir(out)
+  if distributed:
+    jax.distributed.initialize()
+    process_index, process_count = jax.process_index(), jax.process_count()
+  _use_compilation_cache()
+
+  loaded = _load_weights(weights, arch)
+  target = _retarget(target, loaded)
+  mesh = engine.map_mesh()
+  chunk = engine.auto_batch(schedule, target, dtype) if batch == "auto" else int(batch)
+  devices = jax.local_devices()
+  typer.echo(f"{len(devices)} {devices[0].platform} device(s), batch {chunk}"
+             + (f", process {process_index or 0} of {process_count}" if process_count > 1
+                else ""), err=True)
+
+  with _progress() as progress:
+    task = progress.add_task(f"layer {target.layer.index} ({target.layer.name}) maps",
+                             total=None)
+
+    def on_plan(skipped: int, total_steps: int) -> None:
+      if skipped:
+        progress.console.print(f"{skipped} maps already rendered in {out}, skipped")
+      todo = len(map_list[(process_index or 0)::process_count]) - skipped
+      progress.update(task, total=todo)
+
+    def on_out_of_memory(new_batch: int) -> None:
+      progress.console.print(f"out of device memory: batch halved to {new_batch}")
+
+    api_record = api.render_to_dir(
+        loaded, target, map_list, out, seed=seed, schedule=schedule, batch=chunk, dtype=dtype,
+        driver=driver, force=force, mesh=mesh, process_index=process_index or 0,
+        process_count=process_count, on_plan=on_plan,
+        on_batch=lambda n: progress.advance(task, n), on_out_of_memory=on_out_of_memory)
+  index = atlas.build_atlas(out, table)
+  run = api_record["runs"][-1]
+  typer.echo(f"{len(api_record['files'])} maps in {out} ({len(run['maps'])} rendered now in "
+             f"{run['wall_time_s']:.1f} s); atlas: {index}")
+  if loaded.is_random:
+    typer.echo("(random weights: these renders show an untrained network)", err=True)
+
+
+@app.command("atlas")
+@user_errors
+def atlas_command(
+    out: Annotated[Path, typer.Argument(help="A render or sweep directory.")],
+    top_images: Annotated[Optional[Path], typer.Option(
+        help="A `top-images --all-maps` JSON table: shows each map's top photos.")] = None,
+):
+  """Rebuild OUT/index.html, the offline atlas of a render or sweep directory.
+
+  Example: [bold]jaxviz atlas sweeps/conv5_1 --top-images conv5_1_photos.json[/bold]
+  """
+  from jaxviz import atlas
+
+  if not out.is_dir():
+    raise JaxvizError(f"not a directory: {out}")
+  table = atlas.read_top_images(top_images) if top_images is not None else None
+  typer.echo(f"atlas: {atlas.build_atlas(out, table)}")
 
 
 def main() -> None:

@@ -27,13 +27,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 from typing import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxviz import layers as layers_lib
 from jaxviz import ops, vgg
 from jaxviz.errors import JaxvizError
 from jaxviz.objectives import Target, channel_mean
@@ -185,9 +188,15 @@ class BatchResult:
   objectives: np.ndarray
 
 
+def map_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh | None:
+  """A 1-D mesh over the local devices with axis "maps"; None for a single device."""
+  devices = list(devices if devices is not None else jax.local_devices())
+  return Mesh(np.array(devices), ("maps",)) if len(devices) > 1 else None
+
+
 def render_batch(params: vgg.Params, maps: np.ndarray, key: jax.Array, schedule: Schedule,
                  target: Target, *, start: np.ndarray | None = None, dtype: str = "float32",
-                 driver: str = "auto",
+                 driver: str = "auto", mesh: Mesh | None = None,
                  on_steps: Callable[[int], None] | None = None) -> BatchResult:
   """Renders one batch of maps of `target.layer`, all with the same schedule.
 
@@ -197,6 +206,9 @@ def render_batch(params: vgg.Params, maps: np.ndarray, key: jax.Array, schedule:
     key: PRNG key; map k starts from `fold_in(key, k)` noise.
     start: optional (size0, size0, 3) start image in [0, 1] for every map,
       instead of noise.
+    mesh: shard the batch's map axis over this mesh's "maps" axis, with the
+      parameters replicated; len(maps) must be a multiple of its size. The
+      jitted functions are the same: XLA propagates the input shardings.
     on_steps: called with the number of optimisation steps just completed.
   """
   driver = resolve_driver(driver)
@@ -206,10 +218,15 @@ def render_batch(params: vgg.Params, maps: np.ndarray, key: jax.Array, schedule:
     params = jax.tree.map(lambda p: jnp.asarray(p, jdtype),
                           vgg.truncate_params(params, target.layer, target.arch))
     maps_array = jnp.asarray(maps, jnp.int32)
+    if mesh is not None:
+      params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+      maps_array = jax.device_put(maps_array, NamedSharding(mesh, PartitionSpec("maps")))
     if start is None:
       images = _batched_start(key, maps_array, sides[0], jdtype)
     else:
       images = jnp.broadcast_to(jnp.asarray(start, jdtype), (len(maps), sides[0], sides[0], 3))
+    if mesh is not None:
+      images = jax.device_put(images, NamedSharding(mesh, PartitionSpec("maps")))
     objectives = []
     for scale, side in enumerate(sides):
       normalised, opt_states = _batched_begin_scale(images, schedule)
@@ -249,10 +266,74 @@ def iter_batches(maps: Sequence[int], batch: int) -> Iterator[tuple[np.ndarray, 
     yield np.asarray(chunk, np.int64), count
 
 
+def is_out_of_memory(error: Exception) -> bool:
+  text = str(error)
+  return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+def effective_batch(batch: int, num_maps: int, mesh: Mesh | None) -> int:
+  """No bigger than the work; a multiple of the mesh size so every device gets maps."""
+  batch = max(1, min(batch, num_maps))
+  if mesh is not None:
+    batch = -(-batch // mesh.size) * mesh.size
+  return batch
+
+
 def iter_render(params: vgg.Params, maps: Sequence[int], key: jax.Array, schedule: Schedule,
-                target: Target, *, batch: int = 8, **kwargs) -> Iterator[BatchResult]:
-  """`render_batch` over all `maps` in padded batches; yields each finished batch."""
+                target: Target, *, batch: int = 8, mesh: Mesh | None = None,
+                on_out_of_memory: Callable[[int], None] | None = None,
+                **kwargs) -> Iterator[BatchResult]:
+  """`render_batch` over all `maps` in padded batches; yields each finished batch.
+
+  On an out-of-memory error the batch size is halved and the unfinished maps
+  retried (`on_out_of_memory(new_batch)` is told); at batch 1 (or one map per
+  device) the error propagates.
+  """
   schedule.check(target)
-  for indices, count in iter_batches(maps, min(batch, max(len(maps), 1))):
-    result = render_batch(params, indices, key, schedule, target, **kwargs)
+  pending = list(maps)
+  batch = effective_batch(batch, len(pending), mesh)
+  while pending:
+    indices, count = next(iter_batches(pending, batch))
+    try:
+      result = render_batch(params, indices, key, schedule, target, mesh=mesh, **kwargs)
+    except Exception as error:  # XLA raises a generic runtime error for OOM
+      smallest = mesh.size if mesh is not None else 1
+      if not is_out_of_memory(error) or batch <= smallest:
+        raise
+      batch = effective_batch(batch // 2, len(pending), mesh)
+      if on_out_of_memory:
+        on_out_of_memory(batch)
+      continue
+    pending = pending[count:]
     yield BatchResult(result.maps[:count], result.images[:count], result.objectives[:count])
+
+
+def activation_bytes_per_map(target: Target, side: int, itemsize: int) -> int:
+  """Activations one map's forward and backward keep alive at input side `side`.
+
+  Every layer's output up to the target is stored for the backward pass and
+  gets a gradient of the same size; x3 leaves room for XLA's temporaries.
+  """
+  total = 3 * side * side
+  for layer in layers_lib.feature_layers(target.arch)[: target.layer.index + 1]:
+    total += layer.output_side(side) ** 2 * layer.channels
+  return 3 * total * itemsize
+
+
+def auto_batch(schedule: Schedule, target: Target, dtype: str = "float32",
+               devices: Sequence[jax.Device] | None = None) -> int:
+  """A batch size from the device's memory and the layer's size at the largest scale.
+
+  GPU/TPU: as many maps as fit in half of one device's memory, times the
+  number of devices, at most 512. CPU: at most 8, because a bigger batch does
+  not make XLA CPU faster per map (measured: 11.1 ms/map/step at 8 vs 10.1 at
+  1), and within a quarter of the machine's RAM.
+  """
+  devices = list(devices if devices is not None else jax.local_devices())
+  per_map = activation_bytes_per_map(target, max(schedule.sides()), jnp.dtype(dtype).itemsize)
+  stats = devices[0].memory_stats() or {}
+  if devices[0].platform == "cpu" or "bytes_limit" not in stats:
+    host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(max(1, min(8, host // 4 // per_map)))
+  fits = max(1, int(stats["bytes_limit"] * 0.5 // per_map))
+  return int(min(512, fits * len(devices)))

@@ -1,0 +1,195 @@
+"""Whole-layer sweeps: sharding over devices, resume after kill -9, auto batch, the atlas.
+
+Sweeps run as subprocesses (as users run them); float64 makes "equal" exact
+enough to compare 8-bit PNGs byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxviz import engine, layers
+from jaxviz.objectives import Target
+
+from conftest import assert_names_all, error_line, run_cli
+
+TINY = ["--size0", "32", "--scales", "2", "--steps", "3"]
+
+
+def sweep_command(out: Path, *extra: str) -> list[str]:
+  return [sys.executable, "-m", "jaxviz.cli", "sweep", "--layer", "10", "--weights", "random",
+          "--out", str(out), *TINY, *extra]
+
+
+def run_sweep(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+  result = subprocess.run(sweep_command(out, *extra), capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+  assert result.returncode == 0, result.stderr
+  return result
+
+
+def pngs(folder: Path) -> dict[str, np.ndarray]:
+  return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("10_*.png"))}
+
+
+def test_four_host_devices_render_the_same_images_as_one(tmp_path):
+  one, four = tmp_path / "one", tmp_path / "four"
+  run_sweep(one, "--maps", "0:6", "--batch", "4", "--dtype", "float64")
+  result = run_sweep(four, "--maps", "0:6", "--batch", "4", "--dtype", "float64",
+                     env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+  assert "4 cpu device(s)" in result.stderr
+  ours, reference = pngs(four), pngs(one)
+  assert sorted(ours) == [f"10_{m}.png" for m in sorted(range(6), key=str)]
+  for name in reference:
+    np.testing.assert_array_equal(ours[name], reference[name])
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_sweep(tmp_path):
+  whole, killed = tmp_path / "whole", tmp_path / "killed"
+  extra = ("--maps", "0:24", "--batch", "2", "--dtype", "float64")
+  run_sweep(whole, *extra)
+
+  process = subprocess.Popen(sweep_command(killed, *extra), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+  deadline = time.time() + 300
+  while time.time() < deadline and len(list(killed.glob("10_*.png"))) < 4:
+    time.sleep(0.02)
+  os.killpg(process.pid, signal.SIGKILL)
+  process.wait()
+  finished_before = len(json.loads((killed / "render.json").read_text())["files"])
+  assert 2 <= finished_before < 24
+
+  result = run_sweep(killed, *extra)
+  assert f"{finished_before} maps already rendered" in result.stderr
+  ours, reference = pngs(killed), pngs(whole)
+  assert sorted(ours) == sorted(reference) and len(ours) == 24
+  for name in reference:
+    np.testing.assert_array_equal(ours[name], reference[name])
+  assert (killed / "index.html").is_file()
+
+
+def test_a_sweep_with_other_settings_is_refused(tmp_path):
+  out = tmp_path / "o"
+  run_cli("sweep", "--layer", "10", "--maps", "0:2", "--weights", "random", "--out", out, *TINY)
+  line = error_line(run_cli("sweep", "--layer", "10", "--maps", "0:2", "--weights", "random:1",
+                            "--out", out, *TINY, expect_exit=1))
+  assert_names_all(line, "other settings or weights", "weights", "--force")
+
+
+def test_process_shares_split_the_maps_and_merge_in_the_atlas(tmp_path):
+  out = tmp_path / "o"
+  for index in (0, 1):
+    run_cli("sweep", "--layer", "10", "--maps", "0:5", "--weights", "random", "--out", out,
+            "--process-index", index, "--process-count", 2, *TINY)
+  shares = [json.loads((out / f"render.p{k}.json").read_text())["files"] for k in (0, 1)]
+  assert sorted(shares[0]) == ["0", "2", "4"] and sorted(shares[1]) == ["1", "3"]
+  assert (out / "index.html").read_text().count('class="thumb"') == 5
+
+
+def test_auto_batch_is_sane_on_cpu_and_scales_with_gpu_memory():
+  conv5_1 = Target(layers.resolve_layer(24))
+  cpu_batch = engine.auto_batch(engine.Schedule(), conv5_1)
+  assert 1 <= cpu_batch <= 8
+
+  class FakeGpu:
+    platform = "gpu"
+
+    def __init__(self, gib):
+      self.gib = gib
+
+    def memory_stats(self):
+      return {"bytes_limit": self.gib * 2**30}
+
+  per_map = engine.activation_bytes_per_map(conv5_1, 408, 4)
+  assert 200 * 2**20 < per_map < 2 * 2**30  # a few hundred MB per map at 408 px
+  small, big = (engine.auto_batch(engine.Schedule(), conv5_1, devices=[FakeGpu(g)])
+                for g in (16, 80))
+  assert 1 <= small < big <= 512
+  assert engine.auto_batch(engine.Schedule(), conv5_1, devices=[FakeGpu(80)] * 2) == \
+      min(512, 2 * big)
+
+
+def test_out_of_memory_halves_the_batch_and_finishes(monkeypatch, vgg16_weights):
+  real_render_batch = engine.render_batch
+  seen_sizes = []
+
+  def small_memory(params, maps, *args, **kwargs):
+    seen_sizes.append(len(maps))
+    if len(maps) > 2:
+      raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")
+    return real_render_batch(params, maps, *args, **kwargs)
+
+  monkeypatch.setattr(engine, "render_batch", small_memory)
+  halved = []
+  results = list(engine.iter_render(vgg16_weights.params, range(5), jax.random.key(0),
+                                    engine.Schedule(size0=32, scales=1, steps=1),
+                                    Target(layers.resolve_layer(10)), batch=8,
+                                    on_out_of_memory=halved.append))
+  assert halved == [2]  # 5 maps -> batch 5, then halved to 2
+  assert [m for r in results for m in r.maps] == [0, 1, 2, 3, 4]
+  assert seen_sizes[0] == 5 and set(seen_sizes[1:]) == {2}
+
+
+def test_atlas_rebuild_shows_top_photos(tmp_path, photo_files):
+  out = tmp_path / "o"
+  run_cli("sweep", "--layer", "10", "--maps", "0:3", "--weights", "random", "--out", out, *TINY)
+  table = {"maps": {"1": [{"image": str(photo_files["chelsea.jpg"]), "mean": 1.5}]}}
+  (tmp_path / "table.json").write_text(json.dumps(table))
+  run_cli("atlas", out, "--top-images", tmp_path / "table.json")
+  page = (out / "index.html").read_text()
+  assert page.count('class="thumb"') == 3 and "chelsea.jpg: 1.500" in page
+  assert "http://" not in page and "https://" not in page
+  assert "no render record" in error_line(run_cli("atlas", tmp_path, expect_exit=1))
+
+
+def chromium_path() -> str | None:
+  return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    (chromium_path() is None or not __import__("importlib").util.find_spec("playwright"))
+    and not os.environ.get("JAXVIZ_REQUIRE_BROWSER"),
+    reason="needs Debian's chromium and playwright (.ci/run installs both and sets "
+           "JAXVIZ_REQUIRE_BROWSER so this never skips in CI)")
+def test_atlas_loads_in_chromium_without_errors_and_sorts(tmp_path):
+  from playwright.sync_api import sync_playwright
+
+  out = tmp_path / "o"
+  run_cli("sweep", "--layer", "10", "--maps", "0:7", "--weights", "random", "--out", out, *TINY)
+  record = json.loads((out / "render.json").read_text())
+  objectives = {int(m): v[-1] for m, v in record["objectives"].items()}
+  problems, requests = [], []
+  with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(
+        executable_path=chromium_path(),
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run"])
+    page = browser.new_page()
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto((out / "index.html").as_uri())
+    page.wait_for_load_state("load")
+    thumbs = page.locator("img.thumb")
+    assert thumbs.count() == 7
+    widths = page.eval_on_selector_all("img.thumb", "els => els.map(e => e.naturalWidth)")
+    assert all(w > 0 for w in widths), "a thumbnail did not load"
+    page.click("#by-objective")
+    shown = [int(i) for i in page.eval_on_selector_all(".map", "els => els.map(e => "
+                                                                "e.dataset.index)")]
+    browser.close()
+  assert not problems, problems
+  assert all(url.startswith("file://") for url in requests), requests
+  assert shown == sorted(objectives, key=lambda m: -objectives[m])
