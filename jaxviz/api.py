@@ -157,19 +157,23 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
     record = {"identity_hash": digest, "identity": identity, "layer_name": target.layer.name,
               "sides": list(schedule.sides()), "files": {}, "objectives": {}, "runs": []}
   maps = list(maps)[process_index::process_count]
+  # Sharded runs use every device from one thread; otherwise one thread per core on CPU.
+  workers = 1 if mesh is not None else engine.auto_workers()
   done = finished_maps(out_dir, digest)
   todo = [m for m in maps if m not in done]
   if on_plan:
-    batches = -(-len(todo) // engine.effective_batch(batch, len(todo), mesh)) if todo else 0
+    batches = -(-len(todo) // engine.effective_batch(batch, len(todo), mesh, workers)) \
+        if todo else 0
     on_plan(len(maps) - len(todo), batches * schedule.total_steps())
-  run = {"maps": todo, "batch": batch, "driver": engine.resolve_driver(driver),
+  run = {"maps": todo, "batch": batch, "workers": workers,
+         "driver": engine.resolve_driver(driver),
          "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
   record["runs"].append(run)
   start = None if init_path is None else start_from_photo(init_path, schedule.size0)
   began = time.perf_counter()
   results = engine.iter_render(loaded.params, todo, jax.random.key(seed), schedule, target,
                                batch=batch, start=start, dtype=dtype, driver=driver,
-                               mesh=mesh, on_steps=on_steps,
+                               mesh=mesh, workers=workers, on_steps=on_steps,
                                on_out_of_memory=on_out_of_memory) if todo else []
   for result in results:
     for map_index, image, objectives in zip(result.maps, result.images, result.objectives):

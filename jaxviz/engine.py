@@ -24,6 +24,7 @@ program per scale) is the default there.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -271,27 +272,47 @@ def is_out_of_memory(error: Exception) -> bool:
   return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
 
 
-def effective_batch(batch: int, num_maps: int, mesh: Mesh | None) -> int:
-  """No bigger than the work; a multiple of the mesh size so every device gets maps."""
-  batch = max(1, min(batch, num_maps))
+def effective_batch(batch: int, num_maps: int, mesh: Mesh | None, workers: int = 1) -> int:
+  """The batch actually run: no bigger than the work or than one worker's share of it,
+  and a multiple of the mesh size so every device gets maps."""
+  batch = max(1, min(batch, num_maps, -(-num_maps // workers)))
   if mesh is not None:
     batch = -(-batch // mesh.size) * mesh.size
   return batch
 
 
+def auto_workers() -> int:
+  """Host threads that run batches side by side: one per core on CPU, else one.
+
+  XLA CPU runs these small convolutions on about one core whatever the batch
+  (measured on 2 cores: disabling Eigen's threading changes nothing), so two
+  independent batches on two threads nearly double throughput at 56 px
+  (8.9 -> 5.7 ms per map-step); GPUs and TPUs are fed by one thread.
+  """
+  if jax.default_backend() != "cpu":
+    return 1
+  return os.cpu_count() or 1
+
+
 def iter_render(params: vgg.Params, maps: Sequence[int], key: jax.Array, schedule: Schedule,
-                target: Target, *, batch: int = 8, mesh: Mesh | None = None,
+                target: Target, *, batch: int = 8, mesh: Mesh | None = None, workers: int = 1,
                 on_out_of_memory: Callable[[int], None] | None = None,
                 **kwargs) -> Iterator[BatchResult]:
   """`render_batch` over all `maps` in padded batches; yields each finished batch.
 
-  On an out-of-memory error the batch size is halved and the unfinished maps
+  With `workers` > 1, that many threads render batches side by side; batches
+  are still yielded in order, in the caller's thread. With one worker, an
+  out-of-memory error halves the batch size and the unfinished maps are
   retried (`on_out_of_memory(new_batch)` is told); at batch 1 (or one map per
   device) the error propagates.
   """
   schedule.check(target)
   pending = list(maps)
-  batch = effective_batch(batch, len(pending), mesh)
+  batch = effective_batch(batch, len(pending), mesh, workers)
+  if workers > 1:
+    yield from _iter_render_threads(params, pending, key, schedule, target, batch, mesh,
+                                    workers, **kwargs)
+    return
   while pending:
     indices, count = next(iter_batches(pending, batch))
     try:
@@ -306,6 +327,21 @@ def iter_render(params: vgg.Params, maps: Sequence[int], key: jax.Array, schedul
       continue
     pending = pending[count:]
     yield BatchResult(result.maps[:count], result.images[:count], result.objectives[:count])
+
+
+def _iter_render_threads(params, maps, key, schedule, target, batch, mesh, workers, **kwargs):
+  # Weights go to the device once, not once per thread and batch.
+  params = jax.device_put(vgg.truncate_params(params, target.layer, target.arch))
+  with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="jaxviz") as pool:
+    futures = [(pool.submit(render_batch, params, indices, key, schedule, target, mesh=mesh,
+                            **kwargs), count) for indices, count in iter_batches(maps, batch)]
+    try:
+      for future, count in futures:
+        result = future.result()
+        yield BatchResult(result.maps[:count], result.images[:count], result.objectives[:count])
+    finally:
+      for future, _ in futures:
+        future.cancel()
 
 
 def activation_bytes_per_map(target: Target, side: int, itemsize: int) -> int:

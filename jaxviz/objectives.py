@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
 from jaxviz import layers as layers_lib
 from jaxviz import vgg
@@ -38,6 +37,6 @@ def channel_mean(params: vgg.Params, image: jax.Array, map_index: jax.Array,
   Returns:
     A scalar: the write-up's objective (pre-ReLU for a conv layer).
   """
-  activation = vgg.layer_activation(params, image[None], target.layer, arch=target.arch,
-                                    precision=target.precision)[0]
-  return jnp.take(activation, map_index, axis=-1).mean()
+  activation = vgg.channel_activation(params, image[None], target.layer, map_index,
+                                      arch=target.arch, precision=target.precision)
+  return activation.mean()

@@ -128,3 +128,15 @@ def test_bad_schedules_say_what_to_change():
     engine.Schedule(upscale=0.5).check(conv5_1)
   with pytest.raises(JaxvizError, match="dtype"):
     engine.render_batch({}, np.array([0]), KEY, SMALL, LAYER10, dtype="float16")
+
+
+def test_worker_threads_give_the_same_images_in_order(vgg16_weights):
+  maps = [3, 1, 8, 5, 2]
+  schedule = engine.Schedule(size0=32, scales=2, steps=2)
+  runs = [list(engine.iter_render(vgg16_weights.params, maps, KEY, schedule, LAYER10, batch=2,
+                                  dtype="float64", workers=workers)) for workers in (1, 2)]
+  for one, two in zip(*runs):
+    np.testing.assert_array_equal(one.maps, two.maps)
+    np.testing.assert_allclose(one.images, two.images, rtol=0, atol=1e-12)
+  assert [m for r in runs[1] for m in r.maps] == maps
+  assert engine.effective_batch(8, 5, None, workers=2) == 3

@@ -82,3 +82,17 @@ def test_adaptive_pool_matrix_matches_torch():
     expected = torch.nn.functional.adaptive_avg_pool1d(x, 7)[0, 0].numpy()
     np.testing.assert_allclose(vgg.adaptive_avg_pool_matrix(in_size, 7) @ np.arange(in_size),
                                expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layer_index", [0, 1, 4, 10, 24, 30])
+def test_single_channel_path_equals_the_full_layer(layer_index, vgg16_weights):
+  layer = layers_lib.resolve_layer(layer_index)
+  images = np.random.default_rng(layer_index).normal(size=(2, 40, 40, 3)).astype(np.float32)
+  params = vgg.truncate_params(vgg16_weights.params, layer)
+  full = jax.jit(vgg.layer_activation, static_argnums=2)(params, images, layer)
+  channels = np.array([0, 5, layer.channels - 1])
+  one_each = jax.jit(jax.vmap(vgg.channel_activation, in_axes=(None, None, None, 0)),
+                     static_argnums=2)(params, images, layer, channels)
+  for row, channel in enumerate(channels):
+    np.testing.assert_allclose(one_each[row], full[..., channel], rtol=0,
+                               atol=1e-5 * float(np.abs(full).max()))

@@ -1,0 +1,211 @@
+"""jaxviz against the write-up's PyTorch loop: same machine, same maps, same settings.
+
+Runs, in one invocation:
+  (a)  the write-up's loop as its users ran it: eager PyTorch, one map after
+       another, the whole VGG16 forward every step with a hook on layer L;
+  (a') the same loop with the network truncated at layer L (a stronger anchor);
+  (b)  jaxviz's engine on the same maps (vmapped batches, default driver, one
+       worker thread per core on CPU);
+and prints maps/s, the ratios, achieved FLOP/s (XLA's cost analysis of one
+step at each scale's side) and jaxviz's cold-compile and warm-start times.
+
+  python benchmarks/bench_render.py                      # CPU defaults: layer 10, 32 maps
+  python benchmarks/bench_render.py --maps 512 --layer 24 --size0 56 --scales 12 --steps 75
+
+Weights are torchvision's seeded random VGG16 for both sides (timings do not
+depend on trained values); every side starts from the same noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+
+import convert.torchvision_vgg as torchvision_vgg
+from jaxviz import engine, layers, ops, weights as weights_lib
+from jaxviz.objectives import Target, channel_mean
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def torch_loop(model: torch.nn.Module, layer_index: int, map_index: int, start: np.ndarray,
+               schedule: engine.Schedule, whole_network: bool) -> np.ndarray:
+  """SPEC §2 in eager PyTorch for one map; the write-up's loop when whole_network."""
+  device = next(model.parameters()).device
+  mean = torch.tensor(MEAN, device=device)[:, None, None]
+  std = torch.tensor(STD, device=device)[:, None, None]
+  saved = {}
+  if whole_network:
+    hook = model.features[layer_index].register_forward_hook(
+        lambda module, inputs, output: saved.__setitem__("activation", output))
+    forward = model
+  else:
+    forward = model.features[: layer_index + 1]
+  image = torch.from_numpy(np.array(start)).permute(2, 0, 1)[None].to(device)
+  sides = schedule.sides()
+  for scale, side in enumerate(sides):
+    x = ((image - mean) / std).detach().requires_grad_(True)
+    adam = torch.optim.Adam([x], lr=schedule.lr, weight_decay=schedule.weight_decay)
+    for _ in range(schedule.steps_at(scale)):
+      adam.zero_grad()
+      output = forward(x)
+      activation = saved["activation"] if whole_network else output
+      loss = -activation[0, map_index].mean()
+      loss.backward()
+      adam.step()
+    with torch.no_grad():
+      image = x.detach() * std + mean
+      if scale + 1 < len(sides):
+        image = F.interpolate(image, size=(sides[scale + 1],) * 2, mode="bicubic",
+                              align_corners=False)
+        pad = schedule.blur // 2
+        image = F.avg_pool2d(F.pad(image, (pad,) * 4, mode="reflect"), schedule.blur, stride=1)
+  if whole_network:
+    hook.remove()
+  return image.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+
+
+def step_flops(params, target: Target, side: int) -> float:
+  """XLA's FLOP count for one map's forward + input gradient at `side`."""
+  grad = jax.jit(jax.grad(channel_mean, argnums=1), static_argnames="target")
+  image = jnp.zeros((side, side, 3), jnp.float32)
+  analysis = grad.lower(params, image, 0, target=target).compile().cost_analysis()
+  if isinstance(analysis, list):
+    analysis = analysis[0]
+  return float(analysis["flops"])
+
+
+def time_cli_start(weights_file: Path, layer: int, cache_dir: Path) -> float:
+  """Wall time of a one-step `jaxviz render` in a fresh process with this XLA cache."""
+  with tempfile.TemporaryDirectory() as out:
+    command = [sys.executable, "-m", "jaxviz.cli", "render", "--layer", str(layer), "--maps",
+               "0", "--weights", str(weights_file), "--out", out, "--scales", "1", "--steps",
+               "1"]
+    began = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True,
+                   env={**os.environ, weights_lib.CACHE_ENV: str(cache_dir)})
+    return time.perf_counter() - began
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--layer", default="10")
+  parser.add_argument("--maps", type=int, default=32)
+  parser.add_argument("--size0", type=int, default=56)
+  parser.add_argument("--scales", type=int, default=4)
+  parser.add_argument("--steps", type=int, default=25)
+  parser.add_argument("--batch", default="1,auto",
+                      help="jaxviz batch sizes to time, comma-separated ('auto': engine.auto_batch)")
+  parser.add_argument("--torch-maps", type=int, default=0,
+                      help="maps for the PyTorch loops (0: same as --maps); fewer on GPU")
+  parser.add_argument("--skip-whole-network", action="store_true")
+  parser.add_argument("--json", type=Path, help="also write the figures here")
+  args = parser.parse_args()
+
+  schedule = engine.Schedule(size0=args.size0, scales=args.scales, steps=args.steps)
+  target = Target(layers.resolve_layer(args.layer))
+  torch.manual_seed(0)
+  model = torchvision.models.vgg16().eval()
+  for parameter in model.parameters():
+    parameter.requires_grad_(False)
+  state_dict = {k: v.numpy() for k, v in model.state_dict().items()}  # before .to(cuda)
+  params = weights_lib.nest(torchvision_vgg.state_dict_to_flat(state_dict, "vgg16"))
+  maps = list(range(args.maps))
+  torch_maps = maps[: args.torch_maps or args.maps]
+  key = jax.random.key(0)
+  starts = np.asarray(engine._batched_start(key, jnp.asarray(maps), schedule.size0,
+                                            jnp.float32))
+  device = jax.devices()[0]
+  print(f"machine: {os.cpu_count()} CPUs, jax {jax.__version__} on {device.platform} "
+        f"({device.device_kind}), torch {torch.__version__} with {torch.get_num_threads()} "
+        f"threads")
+  print(f"settings: layer {target.layer.index} ({target.layer.name}), {len(maps)} maps, "
+        f"sides {schedule.sides()}, {schedule.total_steps()} steps per map")
+
+  figures: dict[str, float] = {}
+  truncated_params = jax.tree.map(jnp.asarray, {k: v for k, v in params.items()})
+  flops_per_map = sum(schedule.steps_at(i) * step_flops(truncated_params, target, side)
+                      for i, side in enumerate(schedule.sides()))
+  figures["gflop_per_map"] = flops_per_map / 1e9
+
+  torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+  model.to(torch_device)
+
+  def run_torch(name: str, whole: bool) -> None:
+    began = time.perf_counter()
+    for map_index in torch_maps:
+      torch_loop(model, target.layer.index, map_index, starts[map_index], schedule, whole)
+    if torch_device == "cuda":
+      torch.cuda.synchronize()
+    seconds = time.perf_counter() - began
+    figures[f"{name}_maps_per_s"] = len(torch_maps) / seconds
+    figures[f"{name}_gflop_per_s"] = flops_per_map * len(torch_maps) / seconds / 1e9
+    print(f"{name:>22}: {len(torch_maps)} maps in {seconds:7.1f} s = "
+          f"{figures[f'{name}_maps_per_s']:.3f} maps/s ({torch_device}), "
+          f"{figures[f'{name}_gflop_per_s']:.0f} GFLOP/s useful")
+
+  if not args.skip_whole_network:
+    run_torch("torch_writeup_loop", True)
+  run_torch("torch_truncated_loop", False)
+
+  best = 0.0
+  workers = engine.auto_workers()
+  for text in args.batch.split(","):
+    batch = engine.auto_batch(schedule, target) if text == "auto" else int(text)
+    warmup = engine.Schedule(size0=schedule.size0, scales=schedule.scales, steps=1)
+    began = time.perf_counter()
+    list(engine.iter_render(params, maps[:batch * workers], key, warmup, target, batch=batch,
+                            workers=workers))
+    compile_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    results = list(engine.iter_render(params, maps, key, schedule, target, batch=batch,
+                                      workers=workers))
+    seconds = time.perf_counter() - began
+    assert sum(len(r.maps) for r in results) == len(maps)
+    rate = len(maps) / seconds
+    name = f"jaxviz_batch{batch}" + ("_auto" if text == "auto" else "")
+    figures[f"{name}_maps_per_s"] = rate
+    figures[f"{name}_gflop_per_s"] = flops_per_map * rate / 1e9
+    figures[f"{name}_first_call_s"] = compile_seconds
+    print(f"{name:>22}: {len(maps)} maps in {seconds:7.1f} s = {rate:.3f} maps/s (driver "
+          f"{engine.resolve_driver('auto')}, {workers} worker threads), "
+          f"{flops_per_map * rate / 1e9:.0f} GFLOP/s; "
+          f"first call (compiles) {compile_seconds:.1f} s")
+    best = max(best, rate)
+  figures["jaxviz_maps_per_s"] = best
+
+  for name in ("torch_writeup_loop", "torch_truncated_loop"):
+    if f"{name}_maps_per_s" in figures:
+      ratio = figures["jaxviz_maps_per_s"] / figures[f"{name}_maps_per_s"]
+      figures[f"speedup_vs_{name}"] = ratio
+      print(f"jaxviz (best batch) / {name}: {ratio:.2f}x")
+
+  with tempfile.TemporaryDirectory() as scratch:
+    weights_file = Path(scratch) / "vgg16.safetensors"
+    weights_lib.save(weights_file, weights_lib.flatten(params), arch="vgg16", source="random",
+                     source_sha256="-", categories=None)
+    cache = Path(scratch) / "cache"
+    figures["cli_cold_s"] = time_cli_start(weights_file, target.layer.index, cache)
+    figures["cli_warm_s"] = time_cli_start(weights_file, target.layer.index, cache)
+  print(f"jaxviz render, 1 map x 1 step, new process: cold (empty XLA cache) "
+        f"{figures['cli_cold_s']:.1f} s, warm (persistent cache) {figures['cli_warm_s']:.1f} s")
+  if args.json:
+    args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+  main()
