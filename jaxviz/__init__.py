@@ -2,9 +2,11 @@
 
   import jaxviz
   images = jaxviz.render("conv5_1", [271, 15])          # activation maximisation
+  result = jaxviz.probe_photo("house.jpg", 24, maps=[271])   # the hypothesis test
+  scores = jaxviz.top_images("photos/", 24)                  # dataset examples
 """
 
-from jaxviz.api import render
+from jaxviz.api import probe_photo, render, top_images
 from jaxviz.engine import Schedule
 from jaxviz.errors import JaxvizError
 from jaxviz.layers import Layer, feature_layers, resolve_layer
@@ -14,5 +16,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "JaxvizError", "Layer", "Schedule", "Weights", "feature_layers", "load_weights",
-    "random_weights", "render", "resolve_layer",
+    "probe_photo", "random_weights", "render", "resolve_layer", "top_images",
 ]

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from jaxviz import engine, fileio, figures, layers, ops
+from jaxviz import probe as probe_lib
 from jaxviz.errors import JaxvizError
 from jaxviz.objectives import Target
 from jaxviz.weights import Weights, resolve
@@ -63,6 +64,36 @@ def render(layer: str | int, maps: Sequence[int] | str, *, weights: str | Weight
   results = engine.iter_render(loaded.params, maps, jax.random.key(seed), schedule, target,
                                batch=batch, start=start, dtype=dtype, driver=driver)
   return np.concatenate([result.images for result in results])
+
+
+def probe_photo(photo, layer: str | int, *, weights: str | Weights = "imagenet", top: int = 15,
+                maps: Sequence[int] = (), precision: str = "default",
+                arch: str = layers.DEFAULT_ARCH) -> probe_lib.ProbeResult:
+  """The write-up's hypothesis test on one photo (a path or an (H, W, 3) array in [0, 1]).
+
+  Example:
+    result = jaxviz.probe_photo("house.jpg", "conv5_1", maps=[271])
+    result.asked[271]          # (rank, mean): is map 271 in the top 15?
+    result.means               # (512,) every map's mean activation
+  """
+  loaded = _weights(weights, arch)
+  image = photo if isinstance(photo, np.ndarray) else fileio.read_image(photo)
+  return probe_lib.probe(loaded, image, layers.resolve_layer(layer, loaded.arch), top=top,
+                         maps=maps, precision=precision)
+
+
+def top_images(folder, layer: str | int, *, weights: str | Weights = "imagenet", top: int = 9,
+               batch: int = 16, precision: str = "default",
+               arch: str = layers.DEFAULT_ARCH) -> probe_lib.FolderScores:
+  """Every map's mean on every photo of a folder, one pass; `.top_images(map, k)` ranks them.
+
+  Example:
+    scores = jaxviz.top_images("photos/", "conv5_1")
+    scores.top_images(271, 9)  # [(path, mean), ...] best first
+  """
+  loaded = _weights(weights, arch)
+  return probe_lib.score_folder(loaded, folder, layers.resolve_layer(layer, loaded.arch),
+                                batch=batch, precision=precision)
 
 
 def map_filename(layer: layers.Layer, map_index: int) -> str:

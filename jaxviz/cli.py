@@ -37,6 +37,12 @@ PrecisionOption = Annotated[str, typer.Option(
     help="Conv/matmul precision: default|high|highest. Same on CPU; on GPU 'default' "
          "allows TF32, 'highest' is exact float32.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LayerOption = Annotated[str, typer.Option(
+    help="Layer: index (24), name (conv5_1) or features.24; `jaxviz layers` lists them.")]
+ForceOption = Annotated[bool, typer.Option(
+    help="Start over in an --out that holds renders made with other settings.")]
+TopImagesOption = Annotated[Optional[Path], typer.Option(
+    help="A `top-images --all-maps` JSON table: shows each map's top photos in the atlas.")]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -251,7 +257,7 @@ def _retarget(target, loaded):
 @app.command()
 @user_errors
 def render(
-    layer: Annotated[str, typer.Option(help="Layer: index (24), name (conv5_1) or features.24.")],
+    layer: LayerOption,
     maps: Annotated[str, typer.Option(
         help="Feature maps: '271,15', a range '0:16', 'all', or a mix.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("renders"),
@@ -271,8 +277,7 @@ def render(
     dtype: DtypeOption = "float32",
     precision: PrecisionOption = "default",
     driver: DriverOption = "auto",
-    force: Annotated[bool, typer.Option(
-        help="Start over in an --out that holds renders made with other settings.")] = False,
+    force: ForceOption = False,
     as_json: JsonOption = False,
 ):
   """Render feature maps by activation maximisation (the write-up's algorithm).
@@ -315,7 +320,7 @@ def render(
 @user_errors
 def probe(
     image: Annotated[Path, typer.Argument(help="A photo (jpg, png, webp, ...).")],
-    layer: Annotated[str, typer.Option(help="Layer: index (24), name (conv5_1) or features.24.")],
+    layer: LayerOption,
     top: Annotated[int, typer.Option(help="How many top maps to report and draw.")] = 15,
     map_: Annotated[Optional[list[int]], typer.Option(
         "--map", help="A map to report the rank of (repeatable): is it in the top k?")] = None,
@@ -402,7 +407,7 @@ def probe(
 @user_errors
 def top_images(
     folder: Annotated[Path, typer.Argument(help="A folder of photos (searched recursively).")],
-    layer: Annotated[str, typer.Option(help="Layer: index (24), name (conv5_1) or features.24.")],
+    layer: LayerOption,
     map_: Annotated[Optional[int], typer.Option("--map", help="The map to rank photos by.")] = None,
     all_maps: Annotated[bool, typer.Option(
         "--all-maps", help="Every map's top photos, from the same single pass (JSON table).")] = False,
@@ -480,7 +485,7 @@ def top_images(
 @app.command()
 @user_errors
 def sweep(
-    layer: Annotated[str, typer.Option(help="Layer: index (24), name (conv5_1) or features.24.")],
+    layer: LayerOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     maps: Annotated[str, typer.Option(help="Feature maps ('all', '0:64', '271,15').")] = "all",
     batch: Annotated[str, typer.Option(
@@ -499,9 +504,7 @@ def sweep(
     dtype: DtypeOption = "float32",
     precision: PrecisionOption = "default",
     driver: DriverOption = "auto",
-    top_images: Annotated[Optional[Path], typer.Option(
-        help="A `top-images --all-maps` JSON table: shows each map's top photos in the atlas.")]
-    = None,
+    top_images: TopImagesOption = None,
     distributed: Annotated[bool, typer.Option(
         help="Multi-host: call jax.distributed.initialize() (TPU pods, SLURM, or the "
              "JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID environment); each "
@@ -510,8 +513,7 @@ def sweep(
         help="Without --distributed: this job's share, maps[K::N] (K of --process-count N), "
              "for independent jobs writing into one shared --out.")] = None,
     process_count: Annotated[int, typer.Option(help="See --process-index.")] = 1,
-    force: Annotated[bool, typer.Option(
-        help="Start over in an --out that holds renders made with other settings.")] = False,
+    force: ForceOption = False,
 ):
   """Render every map of a layer: chunked, resumable, on every local device; then the atlas.
 
@@ -580,8 +582,7 @@ def sweep(
 @user_errors
 def atlas_command(
     out: Annotated[Path, typer.Argument(help="A render or sweep directory.")],
-    top_images: Annotated[Optional[Path], typer.Option(
-        help="A `top-images --all-maps` JSON table: shows each map's top photos.")] = None,
+    top_images: TopImagesOption = None,
 ):
   """Rebuild OUT/index.html, the offline atlas of a render or sweep directory.
 

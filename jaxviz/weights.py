@@ -214,8 +214,6 @@ def resolve(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH) -> Weig
     return load_safetensors(cached, label="imagenet")
   path = Path(spec).expanduser()
   if path.suffix in (".pth", ".pt"):
-    if not path.is_file():
-      raise JaxvizError(f"weights file not found: {path}")
     return _convert_module().load_pth_as_weights(path)
   if path.suffix == ".safetensors" or path.exists():
     return load_safetensors(path)

@@ -187,3 +187,18 @@ def test_top_images_bad_input(tmp_path):
                                               expect_exit=1))
   assert "--map N or --all-maps" in error_line(run_cli("top-images", tmp_path, "--layer", "24",
                                                        "--weights", "random", expect_exit=1))
+
+
+def test_python_api_probe_and_top_images(photo_files, photo_folder, vgg16_weights):
+  import jaxviz
+
+  result = jaxviz.probe_photo(photo_files["astronaut.png"], "conv3_1", weights=vgg16_weights,
+                              top=5, maps=[9])
+  direct = probe_lib.probe(vgg16_weights, fileio.read_image(photo_files["astronaut.png"]),
+                           layers.resolve_layer(10), top=5, maps=[9])
+  np.testing.assert_array_equal(result.means, direct.means)
+  assert result.asked == direct.asked and result.top == direct.top
+  scores = jaxviz.top_images(photo_folder, 10, weights=vgg16_weights, batch=2)
+  assert scores.means.shape == (4, 256) and len(scores.skipped) == 1
+  ranked = scores.top_images(9, 4)
+  assert [mean for _, mean in ranked] == sorted(scores.means[:, 9], reverse=True)
