@@ -198,7 +198,9 @@ LrOption = Annotated[float, typer.Option(help="Adam learning rate.")]
 WeightDecayOption = Annotated[float, typer.Option(help="L2 weight decay added to the gradient.")]
 BlurOption = Annotated[int, typer.Option(help="Box blur between scales (odd; 1 = none).")]
 SeedOption = Annotated[int, typer.Option(help="PRNG seed; map k starts from fold_in(seed, k).")]
-BatchOption = Annotated[int, typer.Option(help="Maps rendered together (vmapped).")]
+BatchOption = Annotated[str, typer.Option(
+    help="Maps per vmapped chunk: 'auto' (from device memory and the layer's size at the "
+         "largest scale; halved on out-of-memory) or a number.")]
 DtypeOption = Annotated[str, typer.Option(
     help="float32 (fast) or float64 (CPU; the mode that equals PyTorch).")]
 DriverOption = Annotated[str, typer.Option(
@@ -212,14 +214,20 @@ def _schedule(size0, scales, upscale, steps, lr, weight_decay, blur):
                          weight_decay=weight_decay, blur=blur)
 
 
-def _check_render_options(schedule, target, dtype: str, driver: str, batch: int) -> None:
+def _check_render_options(schedule, target, dtype: str, driver: str, batch: str) -> None:
   from jaxviz import engine
 
   schedule.check(target)
   engine.dtype_context(dtype)
   engine.resolve_driver(driver)
-  if batch < 1:
-    raise JaxvizError(f"--batch must be at least 1, got {batch}")
+  if batch != "auto" and not (batch.isdigit() and int(batch) >= 1):
+    raise JaxvizError(f"--batch must be 'auto' or a number >= 1, got {batch!r}")
+
+
+def _batch_size(batch: str, schedule, target, dtype: str) -> int:
+  from jaxviz import engine
+
+  return engine.auto_batch(schedule, target, dtype) if batch == "auto" else int(batch)
 
 
 def _render_with_progress(loaded, target, maps, out, *, label: str, **settings) -> dict:
@@ -273,7 +281,7 @@ def render(
     blur: BlurOption = 5,
     init: Annotated[Optional[Path], typer.Option(
         help="Start from this photo (resized to size0) instead of noise.")] = None,
-    batch: BatchOption = 8,
+    batch: BatchOption = "auto",
     dtype: DtypeOption = "float32",
     precision: PrecisionOption = "default",
     driver: DriverOption = "auto",
@@ -304,7 +312,8 @@ def render(
   target = _retarget(target, loaded)
   map_list = layers_lib.parse_maps(maps, target.layer)
   record = _render_with_progress(
-      loaded, target, map_list, out, seed=seed, schedule=schedule, batch=batch, dtype=dtype,
+      loaded, target, map_list, out, seed=seed, schedule=schedule,
+      batch=_batch_size(batch, schedule, target, dtype), dtype=dtype,
       driver=driver, init_path=init, force=force,
       label=f"layer {target.layer.index} ({target.layer.name}), {len(map_list)} maps")
   if as_json:
@@ -342,7 +351,7 @@ def probe(
     lr: LrOption = 0.01,
     weight_decay: WeightDecayOption = 1e-6,
     blur: BlurOption = 5,
-    batch: BatchOption = 8,
+    batch: BatchOption = "auto",
     dtype: DtypeOption = "float32",
     driver: DriverOption = "auto",
     as_json: JsonOption = False,
@@ -378,8 +387,8 @@ def probe(
     rendered = None
     if draw_renders:
       record = _render_with_progress(
-          loaded, target, top_maps, renders, seed=seed, schedule=schedule, batch=batch,
-          dtype=dtype, driver=driver,
+          loaded, target, top_maps, renders, seed=seed, schedule=schedule,
+          batch=_batch_size(batch, schedule, target, dtype), dtype=dtype, driver=driver,
           label=f"rendering the top {len(top_maps)} maps into {renders}")
       rendered = api.load_renders(renders, top_maps, record["identity_hash"])
     footnote = f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
@@ -488,9 +497,7 @@ def sweep(
     layer: LayerOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     maps: Annotated[str, typer.Option(help="Feature maps ('all', '0:64', '271,15').")] = "all",
-    batch: Annotated[str, typer.Option(
-        help="Maps per vmapped chunk: 'auto' (from device memory and the layer's size at "
-             "the largest scale; halved on out-of-memory) or a number.")] = "auto",
+    batch: BatchOption = "auto",
     weights: WeightsOption = "imagenet",
     arch: ArchOption = layers_lib.DEFAULT_ARCH,
     seed: SeedOption = 0,
@@ -531,9 +538,7 @@ def sweep(
   schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
   target = _target(layer, arch, precision)
   map_list = layers_lib.parse_maps(maps, target.layer)
-  if batch != "auto" and not batch.isdigit():
-    raise JaxvizError(f"--batch must be 'auto' or a number, got {batch!r}")
-  _check_render_options(schedule, target, dtype, driver, 1 if batch == "auto" else int(batch))
+  _check_render_options(schedule, target, dtype, driver, batch)
   if process_count < 1 or not 0 <= (process_index or 0) < process_count:
     raise JaxvizError(f"--process-index must be in 0..{process_count - 1}")
   table = atlas.read_top_images(top_images) if top_images is not None else None
@@ -546,7 +551,7 @@ def sweep(
   loaded = _load_weights(weights, arch)
   target = _retarget(target, loaded)
   mesh = engine.map_mesh()
-  chunk = engine.auto_batch(schedule, target, dtype) if batch == "auto" else int(batch)
+  chunk = _batch_size(batch, schedule, target, dtype)
   devices = jax.local_devices()
   typer.echo(f"{len(devices)} {devices[0].platform} device(s), batch {chunk}"
              + (f", process {process_index or 0} of {process_count}" if process_count > 1
