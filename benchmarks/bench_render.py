@@ -35,7 +35,7 @@ import torch.nn.functional as F
 import torchvision
 
 import convert.torchvision_vgg as torchvision_vgg
-from jaxviz import engine, layers, ops, weights as weights_lib
+from jaxviz import engine, layers, weights as weights_lib
 from jaxviz.objectives import Target, channel_mean
 
 MEAN = (0.485, 0.456, 0.406)

@@ -38,7 +38,8 @@ def start_from_photo(path_or_image, size0: int) -> np.ndarray:
 
 
 def render(layer: str | int, maps: Sequence[int] | str, *, weights: str | Weights = "imagenet",
-           seed: int = 0, schedule: engine.Schedule = engine.Schedule(), batch: int = 8,
+           seed: int = 0, schedule: engine.Schedule = engine.Schedule(),
+           batch: int | str = "auto",
            dtype: str = "float32", precision: str = "default", driver: str = "auto",
            init=None, arch: str = layers.DEFAULT_ARCH) -> np.ndarray:
   """Renders feature maps of a layer by activation maximisation (SPEC §2).
@@ -50,6 +51,7 @@ def render(layer: str | int, maps: Sequence[int] | str, *, weights: str | Weight
     layer: index (24), name ("conv5_1") or "features.24".
     maps: indices, or a spec string like "0:16" or "all".
     weights: "imagenet", "random[:SEED]", a file path, or loaded `Weights`.
+    batch: maps per vmapped chunk, or "auto" (`engine.auto_batch`).
     init: optional start photo (path or array) instead of noise.
   Returns:
     (len(maps), S, S, 3) float images in [0, 1]; S = 408 at the defaults.
@@ -61,8 +63,12 @@ def render(layer: str | int, maps: Sequence[int] | str, *, weights: str | Weight
   else:
     maps = layers.parse_maps(",".join(str(int(m)) for m in maps), target.layer)
   start = None if init is None else start_from_photo(init, schedule.size0)
+  if batch == "auto":
+    batch = engine.auto_batch(schedule, target, dtype)
+  mesh, workers = engine.local_execution()
   results = engine.iter_render(loaded.params, maps, jax.random.key(seed), schedule, target,
-                               batch=batch, start=start, dtype=dtype, driver=driver)
+                               batch=batch, start=start, dtype=dtype, driver=driver,
+                               mesh=mesh, workers=workers)
   return np.concatenate([result.images for result in results])
 
 
@@ -157,8 +163,7 @@ def finished_maps(out_dir, identity_hash_: str | None = None) -> dict[int, str]:
 
 def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir, *, seed: int,
                   schedule: engine.Schedule, batch: int, dtype: str, driver: str,
-                  init_path=None, force: bool = False, mesh=None,
-                  process_index: int = 0, process_count: int = 1, on_steps=None,
+                  init_path=None, force: bool = False, process_index: int = 0, process_count: int = 1, on_steps=None,
                   on_plan=None, on_batch=None, on_out_of_memory=None) -> dict:
   """Renders maps into `out_dir`: one PNG per map, `grid.png` and `render.json`.
 
@@ -188,8 +193,7 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
     record = {"identity_hash": digest, "identity": identity, "layer_name": target.layer.name,
               "sides": list(schedule.sides()), "files": {}, "objectives": {}, "runs": []}
   maps = list(maps)[process_index::process_count]
-  # Sharded runs use every device from one thread; otherwise one thread per core on CPU.
-  workers = 1 if mesh is not None else engine.auto_workers()
+  mesh, workers = engine.local_execution()
   done = finished_maps(out_dir, digest)
   todo = [m for m in maps if m not in done]
   if on_plan:

@@ -533,7 +533,7 @@ def sweep(
   """
   import jax
 
-  from jaxviz import api, atlas, engine, fileio
+  from jaxviz import api, atlas, fileio
 
   schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
   target = _target(layer, arch, precision)
@@ -550,7 +550,6 @@ def sweep(
 
   loaded = _load_weights(weights, arch)
   target = _retarget(target, loaded)
-  mesh = engine.map_mesh()
   chunk = _batch_size(batch, schedule, target, dtype)
   devices = jax.local_devices()
   typer.echo(f"{len(devices)} {devices[0].platform} device(s), batch {chunk}"
@@ -572,7 +571,7 @@ def sweep(
 
     api_record = api.render_to_dir(
         loaded, target, map_list, out, seed=seed, schedule=schedule, batch=chunk, dtype=dtype,
-        driver=driver, force=force, mesh=mesh, process_index=process_index or 0,
+        driver=driver, force=force, process_index=process_index or 0,
         process_count=process_count, on_plan=on_plan,
         on_batch=lambda n: progress.advance(task, n), on_out_of_memory=on_out_of_memory)
   index = atlas.build_atlas(out, table)

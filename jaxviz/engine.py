@@ -295,6 +295,16 @@ def auto_workers() -> int:
   return os.cpu_count() or 1
 
 
+def local_execution() -> tuple[Mesh | None, int]:
+  """How to use this host: (mesh over its devices if several, worker threads).
+
+  Several devices: the map axis is sharded over all of them from one thread.
+  One device: one worker thread per core on CPU (`auto_workers`), else one.
+  """
+  mesh = map_mesh()
+  return mesh, 1 if mesh is not None else auto_workers()
+
+
 def iter_render(params: vgg.Params, maps: Sequence[int], key: jax.Array, schedule: Schedule,
                 target: Target, *, batch: int = 8, mesh: Mesh | None = None, workers: int = 1,
                 on_out_of_memory: Callable[[int], None] | None = None,
