@@ -30,11 +30,17 @@ def _weights(weights: str | Weights, arch: str) -> Weights:
   return weights if isinstance(weights, Weights) else resolve(weights, arch)
 
 
+def as_photo(path_or_image) -> np.ndarray:
+  """A photo given as a path (read as RGB in [0, 1]) or already as an (H, W, 3) array."""
+  if isinstance(path_or_image, np.ndarray):
+    return path_or_image
+  return fileio.read_image(path_or_image)
+
+
 def start_from_photo(path_or_image, size0: int) -> np.ndarray:
-  """A photo (path or (H, W, 3) array in [0, 1]) resized to size0 x size0 with OpenCV bicubic."""
-  image = fileio.read_image(path_or_image) if not isinstance(path_or_image, np.ndarray) \
-      else path_or_image
-  return np.asarray(ops.resize_bicubic(jax.numpy.asarray(image, np.float32), size0, size0))
+  """A photo (path or array) resized to size0 x size0 with the OpenCV-style bicubic."""
+  image = jax.numpy.asarray(as_photo(path_or_image), np.float32)
+  return np.asarray(ops.resize_bicubic(image, size0, size0))
 
 
 def render(layer: str | int, maps: Sequence[int] | str, *, weights: str | Weights = "imagenet",
@@ -83,8 +89,8 @@ def probe_photo(photo, layer: str | int, *, weights: str | Weights = "imagenet",
     result.means               # (512,) every map's mean activation
   """
   loaded = _weights(weights, arch)
-  image = photo if isinstance(photo, np.ndarray) else fileio.read_image(photo)
-  return probe_lib.probe(loaded, image, layers.resolve_layer(layer, loaded.arch), top=top,
+  return probe_lib.probe(loaded, as_photo(photo), layers.resolve_layer(layer, loaded.arch),
+                         top=top,
                          maps=maps, precision=precision)
 
 
@@ -174,7 +180,8 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
   Rerunning into the same directory with the same settings resumes: finished
   maps are skipped and new ones added to the record. Other settings are
   refused unless `force`, which starts the record over. `on_plan(skipped,
-  total_steps)` is called once the work is known; `on_steps(n)` and
+  todo, total_steps)` is called once the work is known (maps already done,
+  maps to render, their optimisation steps); `on_steps(n)` and
   `on_batch(maps_done)` as it runs. Process K of N (a multi-host sweep) takes
   maps[K::N] and keeps its own record, `render.p<K>.json`.
   """
@@ -199,7 +206,7 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
   if on_plan:
     batches = -(-len(todo) // engine.effective_batch(batch, len(todo), mesh, workers)) \
         if todo else 0
-    on_plan(len(maps) - len(todo), batches * schedule.total_steps())
+    on_plan(len(maps) - len(todo), len(todo), batches * schedule.total_steps())
   run = {"maps": todo, "batch": batch, "workers": workers,
          "driver": engine.resolve_driver(driver),
          "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
@@ -231,16 +238,16 @@ def describe_difference(old: dict, new: dict) -> str:
   return "differs in " + ", ".join(changed) if changed else "an older record format"
 
 
-def load_renders(out_dir, maps: Sequence[int],
+def load_renders(out_dir, maps: Sequence[int] | None = None,
                  identity_hash_: str | None = None) -> dict[int, np.ndarray]:
-  """The finished renders among `maps` in a render directory, as [0, 1] arrays."""
+  """The finished renders among `maps` (None: all) in a render directory, as [0, 1] arrays."""
   files = finished_maps(out_dir, identity_hash_)
-  return {m: fileio.read_image(Path(out_dir) / files[m]) for m in maps if m in files}
+  wanted = sorted(files) if maps is None else [m for m in maps if m in files]
+  return {m: fileio.read_image(Path(out_dir) / files[m]) for m in wanted}
 
 
 def write_grid(out_dir, identity_hash_: str, title: str) -> None:
-  maps = sorted(finished_maps(out_dir, identity_hash_))
-  if maps:
-    images = load_renders(out_dir, maps, identity_hash_)
-    figures.render_grid([images[m] for m in maps], maps, Path(out_dir) / "grid.png",
+  images = load_renders(out_dir, None, identity_hash_)
+  if images:
+    figures.render_grid(list(images.values()), list(images), Path(out_dir) / "grid.png",
                         suptitle=title)

@@ -230,20 +230,30 @@ def _batch_size(batch: str, schedule, target, dtype: str) -> int:
   return engine.auto_batch(schedule, target, dtype) if batch == "auto" else int(batch)
 
 
-def _render_with_progress(loaded, target, maps, out, *, label: str, **settings) -> dict:
-  """api.render_to_dir with a progress bar over optimisation steps."""
+def _render_with_progress(loaded, target, maps, out, *, label: str, count_maps: bool = False,
+                          **settings) -> dict:
+  """api.render_to_dir with a progress bar over optimisation steps, or over maps
+  (`count_maps`, for whole layers), reporting skipped maps and halved batches."""
   from jaxviz import api
 
   with _progress() as progress:
     task = progress.add_task(label, total=None)
 
-    def on_plan(skipped: int, total_steps: int) -> None:
+    def on_plan(skipped: int, todo: int, total_steps: int) -> None:
       if skipped:
         progress.console.print(f"{skipped} maps already rendered in {out}, skipped")
-      progress.update(task, total=total_steps)
+      progress.update(task, total=todo if count_maps else total_steps)
+
+    def on_out_of_memory(new_batch: int) -> None:
+      progress.console.print(f"out of device memory: batch halved to {new_batch}")
+
+    def advance(n: int) -> None:
+      progress.advance(task, n)
 
     return api.render_to_dir(loaded, target, maps, out, on_plan=on_plan,
-                             on_steps=lambda n: progress.advance(task, n), **settings)
+                             on_steps=None if count_maps else advance,
+                             on_batch=advance if count_maps else None,
+                             on_out_of_memory=on_out_of_memory, **settings)
 
 
 def _target(layer: str, arch: str, precision: str):
@@ -533,7 +543,7 @@ def sweep(
   """
   import jax
 
-  from jaxviz import api, atlas, fileio
+  from jaxviz import atlas, fileio
 
   schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
   target = _target(layer, arch, precision)
@@ -556,24 +566,11 @@ def sweep(
              + (f", process {process_index or 0} of {process_count}" if process_count > 1
                 else ""), err=True)
 
-  with _progress() as progress:
-    task = progress.add_task(f"layer {target.layer.index} ({target.layer.name}) maps",
-                             total=None)
-
-    def on_plan(skipped: int, total_steps: int) -> None:
-      if skipped:
-        progress.console.print(f"{skipped} maps already rendered in {out}, skipped")
-      todo = len(map_list[(process_index or 0)::process_count]) - skipped
-      progress.update(task, total=todo)
-
-    def on_out_of_memory(new_batch: int) -> None:
-      progress.console.print(f"out of device memory: batch halved to {new_batch}")
-
-    api_record = api.render_to_dir(
-        loaded, target, map_list, out, seed=seed, schedule=schedule, batch=chunk, dtype=dtype,
-        driver=driver, force=force, process_index=process_index or 0,
-        process_count=process_count, on_plan=on_plan,
-        on_batch=lambda n: progress.advance(task, n), on_out_of_memory=on_out_of_memory)
+  api_record = _render_with_progress(
+      loaded, target, map_list, out, count_maps=True, seed=seed, schedule=schedule,
+      batch=chunk, dtype=dtype, driver=driver, force=force, process_index=process_index or 0,
+      process_count=process_count,
+      label=f"layer {target.layer.index} ({target.layer.name}) maps")
   index = atlas.build_atlas(out, table)
   run = api_record["runs"][-1]
   typer.echo(f"{len(api_record['files'])} maps in {out} ({len(run['maps'])} rendered now in "

@@ -189,6 +189,10 @@ class BatchResult:
   images: np.ndarray
   objectives: np.ndarray
 
+  def first(self, count: int) -> "BatchResult":
+    """The first `count` maps: drops the padding `iter_batches` added."""
+    return BatchResult(self.maps[:count], self.images[:count], self.objectives[:count])
+
 
 def map_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh | None:
   """A 1-D mesh over the local devices with axis "maps"; None for a single device."""
@@ -337,7 +341,7 @@ def iter_render(params: vgg.Params, maps: Sequence[int], key: jax.Array, schedul
         on_out_of_memory(batch)
       continue
     pending = pending[count:]
-    yield BatchResult(result.maps[:count], result.images[:count], result.objectives[:count])
+    yield result.first(count)
 
 
 def _iter_render_threads(params, maps, key, schedule, target, batch, mesh, workers, **kwargs):
@@ -348,8 +352,7 @@ def _iter_render_threads(params, maps, key, schedule, target, batch, mesh, worke
                             **kwargs), count) for indices, count in iter_batches(maps, batch)]
     try:
       for future, count in futures:
-        result = future.result()
-        yield BatchResult(result.maps[:count], result.images[:count], result.objectives[:count])
+        yield future.result().first(count)
     finally:
       for future, _ in futures:
         future.cancel()
