@@ -96,3 +96,26 @@ def test_single_channel_path_equals_the_full_layer(layer_index, vgg16_weights):
   for row, channel in enumerate(channels):
     np.testing.assert_allclose(one_each[row], full[..., channel], rtol=0,
                                atol=1e-5 * float(np.abs(full).max()))
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 8, 3), (1, 7, 5, 2)])
+def test_max_pool_and_its_gradient_match_torch_after_a_relu(shape):
+  """The reshape-max pool: torch's values and gradients, odd sides and ReLU-zero ties included."""
+  pre_relu = np.random.default_rng(sum(shape)).normal(size=shape)
+  weights = np.random.default_rng(1).normal(size=(shape[0], shape[1] // 2, shape[2] // 2, shape[3]))
+
+  def weighted(x):
+    return (vgg.max_pool_2x2(jax.nn.relu(x)) * weights).sum()
+
+  with jax.enable_x64(True):
+    value = jax.jit(weighted)(pre_relu)
+    gradient = jax.jit(jax.grad(weighted))(pre_relu)
+
+  x = torch.from_numpy(pre_relu).permute(0, 3, 1, 2).requires_grad_(True)
+  pooled = torch.nn.functional.max_pool2d(torch.relu(x), 2, 2)
+  expected = (pooled * torch.from_numpy(weights).permute(0, 3, 1, 2)).sum()
+  expected.backward()
+  np.testing.assert_allclose(float(value), expected.item(), rtol=1e-12)
+  np.testing.assert_allclose(np.asarray(gradient), x.grad.permute(0, 2, 3, 1).numpy(),
+                             rtol=0, atol=1e-12)
+  assert np.count_nonzero(pre_relu <= 0) > 0
