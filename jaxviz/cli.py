@@ -172,12 +172,9 @@ def classify(
 
 def _use_compilation_cache() -> None:
   """Persistent XLA cache in the user cache dir, so a second run skips compiling."""
-  import jax
+  from jaxviz import engine, weights as weights_lib
 
-  from jaxviz import weights as weights_lib
-
-  jax.config.update("jax_compilation_cache_dir", str(weights_lib.cache_dir() / "xla"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  engine.use_compilation_cache(weights_lib.cache_dir() / "xla")
 
 
 def _progress():

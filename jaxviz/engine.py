@@ -39,7 +39,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxviz import layers as layers_lib
-from jaxviz import ops, vgg
+from jaxviz import cpu_workers, ops, vgg
 from jaxviz.errors import JaxvizError
 from jaxviz.objectives import Target, channel_mean
 
@@ -166,6 +166,17 @@ def _batched_start(key, maps, side, dtype):
                   in_axes=(None, 0))(key, maps)
 
 
+def use_compilation_cache(directory: os.PathLike | str) -> None:
+  """Keeps compiled programs in `directory`, so later processes (a second run,
+  the CPU worker processes) load them instead of compiling.
+
+  Every program is kept, however quick to compile: each worker process
+  starts cold, and the small per-scale programs add up to 0.4 s per start.
+  """
+  jax.config.update("jax_compilation_cache_dir", str(directory))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def resolve_driver(driver: str) -> str:
   if driver not in DRIVERS:
     raise JaxvizError(f"--driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
@@ -287,23 +298,24 @@ def effective_batch(batch: int, num_maps: int, mesh: Mesh | None, workers: int =
 
 
 def auto_workers() -> int:
-  """Host threads that run batches side by side: one per core on CPU, else one.
+  """Batches rendered side by side: one worker process per usable core on CPU, else one.
 
   XLA CPU runs these small convolutions on about one core whatever the batch
-  (measured on 2 cores: disabling Eigen's threading changes nothing), so two
-  independent batches on two threads nearly double throughput at 56 px
-  (8.9 -> 5.7 ms per map-step); GPUs and TPUs are fed by one thread.
+  (measured on 2 cores: disabling Eigen's threading changes nothing), so
+  independent batches on each core nearly double throughput: at 56 px, 8.9 ms
+  per map-step with one, 5.9 with two threads, 4.7 with two pinned processes
+  (`jaxviz.cpu_workers` says why processes). GPUs and TPUs are fed by one.
   """
   if jax.default_backend() != "cpu":
     return 1
-  return os.cpu_count() or 1
+  return len(cpu_workers.usable_cores())
 
 
 def local_execution() -> tuple[Mesh | None, int]:
-  """How to use this host: (mesh over its devices if several, worker threads).
+  """How to use this host: (mesh over its devices if several, worker count).
 
   Several devices: the map axis is sharded over all of them from one thread.
-  One device: one worker thread per core on CPU (`auto_workers`), else one.
+  One device: one worker process per core on CPU (`auto_workers`), else one.
   """
   mesh = map_mesh()
   return mesh, 1 if mesh is not None else auto_workers()
@@ -315,8 +327,9 @@ def iter_render(params: vgg.Params, maps: Sequence[int], key: jax.Array, schedul
                 **kwargs) -> Iterator[BatchResult]:
   """`render_batch` over all `maps` in padded batches; yields each finished batch.
 
-  With `workers` > 1, that many threads render batches side by side; batches
-  are still yielded in order, in the caller's thread. With one worker, an
+  With `workers` > 1 (CPU), that many processes, each pinned to its own core
+  (`jaxviz.cpu_workers`), render batches side by side; batches are still
+  yielded in order, in the caller's thread. With one worker, an
   out-of-memory error halves the batch size and the unfinished maps are
   retried (`on_out_of_memory(new_batch)` is told); at batch 1 (or one map per
   device) the error propagates.
@@ -324,9 +337,12 @@ def iter_render(params: vgg.Params, maps: Sequence[int], key: jax.Array, schedul
   schedule.check(target)
   pending = list(maps)
   batch = effective_batch(batch, len(pending), mesh, workers)
+  workers = min(workers, -(-len(pending) // batch))
   if workers > 1:
-    yield from _iter_render_threads(params, pending, key, schedule, target, batch, mesh,
-                                    workers, **kwargs)
+    if mesh is not None:
+      raise ValueError("worker processes and a device mesh are alternatives")
+    yield from _iter_render_processes(params, pending, key, schedule, target, batch, workers,
+                                      **kwargs)
     return
   while pending:
     indices, count = next(iter_batches(pending, batch))
@@ -344,18 +360,25 @@ def iter_render(params: vgg.Params, maps: Sequence[int], key: jax.Array, schedul
     yield result.first(count)
 
 
-def _iter_render_threads(params, maps, key, schedule, target, batch, mesh, workers, **kwargs):
-  # Weights go to the device once, not once per thread and batch.
-  params = jax.device_put(vgg.truncate_params(params, target.layer, target.arch))
-  with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="jaxviz") as pool:
-    futures = [(pool.submit(render_batch, params, indices, key, schedule, target, mesh=mesh,
-                            **kwargs), count) for indices, count in iter_batches(maps, batch)]
+def _iter_render_processes(params, maps, key, schedule, target, batch, workers, *,
+                           on_steps=None, **render_kwargs):
+  setup = cpu_workers.Setup(
+      params=jax.tree.map(np.asarray, vgg.truncate_params(params, target.layer, target.arch)),
+      key_data=np.asarray(jax.random.key_data(key)), schedule=schedule, target=target,
+      render_kwargs=render_kwargs,
+      jax_config={name: getattr(jax.config, name) for name in cpu_workers.CACHE_SETTINGS})
+  pool = cpu_workers.WorkerPool(cpu_workers.usable_cores()[:workers], setup)
+  # One thread per worker process waits on it; results are yielded in order.
+  with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="jaxviz") as threads:
+    futures = [(threads.submit(pool.render, indices, on_steps), count)
+               for indices, count in iter_batches(maps, batch)]
     try:
       for future, count in futures:
         yield future.result().first(count)
     finally:
       for future, _ in futures:
         future.cancel()
+      pool.close()
 
 
 def activation_bytes_per_map(target: Target, side: int, itemsize: int) -> int:
@@ -375,11 +398,11 @@ def auto_batch(schedule: Schedule, target: Target, dtype: str = "float32",
   """A batch size from the device's memory and the layer's size at the largest scale.
 
   GPU/TPU: as many maps as fit in half of one device's memory, times the
-  number of devices, at most 512. CPU (which runs one worker thread per core,
+  number of devices, at most 512. CPU (which runs one worker process per core,
   `auto_workers`): 8 for conv5 and deeper, 1 above, within a quarter of the
-  machine's RAM. Measured on 2 cores with 2 workers, ms per map-step at
-  56 / 96 px, batch 1 vs 8: layer 10 7.1 vs 9.9 / 20.3 vs 28.8; layer 17
-  14.3 vs 15.9 / 36.3 vs 45.0; layer 24 34.4 vs 22.6 / 74.8 vs 62.9.
+  machine's RAM. Measured on 2 cores with 2 worker processes, ms per map-step,
+  batch 1 vs 8: layer 10 at 96 px 13.7 vs 17.5; layer 17 at 56 px 10.5 vs
+  11.0; layer 24 at 56 px 31.9 vs 17.3.
   """
   devices = list(devices if devices is not None else jax.local_devices())
   per_map = activation_bytes_per_map(target, max(schedule.sides()), jnp.dtype(dtype).itemsize)

@@ -8,12 +8,15 @@ batch/vmap/jit invariants <= 1e-5.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxviz import engine, layers, ops
+from jaxviz import cpu_workers, engine, layers, ops
 from jaxviz.errors import JaxvizError
 from jaxviz.objectives import Target, channel_mean
 
@@ -130,7 +133,7 @@ def test_bad_schedules_say_what_to_change():
     engine.render_batch({}, np.array([0]), KEY, SMALL, LAYER10, dtype="float16")
 
 
-def test_worker_threads_give_the_same_images_in_order(vgg16_weights):
+def test_worker_processes_give_the_same_images_in_order(vgg16_weights):
   maps = [3, 1, 8, 5, 2]
   schedule = engine.Schedule(size0=32, scales=2, steps=2)
   runs = [list(engine.iter_render(vgg16_weights.params, maps, KEY, schedule, LAYER10, batch=2,
@@ -140,3 +143,18 @@ def test_worker_threads_give_the_same_images_in_order(vgg16_weights):
     np.testing.assert_allclose(one.images, two.images, rtol=0, atol=1e-12)
   assert [m for r in runs[1] for m in r.maps] == maps
   assert engine.effective_batch(8, 5, None, workers=2) == 3
+
+
+def test_an_error_in_a_worker_process_reaches_the_caller(vgg16_weights):
+  wrong_start = np.full((5, 5, 3), 0.5)  # the schedule starts at 32 px
+  with pytest.raises(ValueError, match="broadcast"):
+    list(engine.iter_render(vgg16_weights.params, [0, 1], KEY, SMALL, LAYER10, batch=1,
+                            workers=2, start=wrong_start))
+
+
+def test_a_dead_worker_process_is_named_by_its_core():
+  worker = cpu_workers.CoreWorker(cpu_workers.usable_cores()[0])
+  os.kill(worker.pid, signal.SIGKILL)
+  with pytest.raises(RuntimeError, match=f"core {worker.core} exited"):
+    worker.render(np.array([0]), on_steps=None)
+  worker.close()

@@ -6,6 +6,7 @@ enough to compare 8-bit PNGs byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxviz import engine, layers
+from jaxviz import cpu_workers, engine, layers
 from jaxviz.objectives import Target
 
 from conftest import assert_names_all, error_line, run_cli
@@ -56,6 +57,36 @@ def test_four_host_devices_render_the_same_images_as_one(tmp_path):
     np.testing.assert_array_equal(ours[name], reference[name])
 
 
+def children_of(pid: int) -> list[int]:
+  children = []
+  for stat in Path("/proc").glob("[0-9]*/stat"):
+    try:
+      fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+      continue
+    if int(fields[1]) == pid:
+      children.append(int(stat.parent.name))
+  return children
+
+
+def wait_until_gone(pids: list[int], seconds: float) -> bool:
+  """True once none of `pids` is alive (a zombie awaiting its reaper counts as gone)."""
+  deadline = time.time() + seconds
+  while time.time() < deadline:
+    alive = []
+    for pid in pids:
+      try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+      except OSError:
+        continue
+      if state != "Z":
+        alive.append(pid)
+    if not alive:
+      return True
+    time.sleep(0.1)
+  return False
+
+
 def test_kill_9_then_resume_equals_an_uninterrupted_sweep(tmp_path):
   whole, killed = tmp_path / "whole", tmp_path / "killed"
   extra = ("--maps", "0:24", "--batch", "2", "--dtype", "float64")
@@ -66,8 +97,15 @@ def test_kill_9_then_resume_equals_an_uninterrupted_sweep(tmp_path):
   deadline = time.time() + 300
   while time.time() < deadline and len(list(killed.glob("10_*.png"))) < 4:
     time.sleep(0.02)
-  os.killpg(process.pid, signal.SIGKILL)
+  workers = children_of(process.pid)
+  # Only the parent is killed: its CPU worker processes must die with it.
+  os.kill(process.pid, signal.SIGKILL)
   process.wait()
+  cores = len(cpu_workers.usable_cores())
+  assert len(workers) == (min(cores, 12) if cores > 1 else 0)  # 12 batches of 2 maps
+  assert wait_until_gone(workers, seconds=20), f"orphaned worker processes {workers}"
+  with contextlib.suppress(ProcessLookupError):
+    os.killpg(process.pid, signal.SIGKILL)
   finished_before = len(json.loads((killed / "render.json").read_text())["files"])
   assert 2 <= finished_before < 24
 
