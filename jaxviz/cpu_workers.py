@@ -90,13 +90,14 @@ class CoreWorker:
         return payload
 
   def close(self) -> None:
-    """Stops the child: end of input, then a kill if it is still mid-batch."""
+    """Stops the child: end of input, then a kill if it is still mid-batch
+    (an interrupted render should not wait for a batch nobody will read)."""
     try:
       self._process.stdin.close()
     except OSError:
       pass
     try:
-      self._process.wait(timeout=5)
+      self._process.wait(timeout=1)
     except subprocess.TimeoutExpired:
       self._process.kill()
       self._process.wait()
