@@ -78,9 +78,7 @@ class CoreWorker:
       try:
         kind, payload = pickle.load(self._process.stdout)
       except EOFError:
-        code = self._process.wait()
-        raise RuntimeError(f"jaxviz worker process on core {self.core} exited with code "
-                           f"{code}") from None
+        raise self._exited() from None
       if kind == "steps":
         if on_steps:
           on_steps(payload)
@@ -108,13 +106,16 @@ class CoreWorker:
       pickle.dump(message, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
       self._process.stdin.flush()
     except BrokenPipeError:
-      code = self._process.wait()
-      raise RuntimeError(f"jaxviz worker process on core {self.core} exited with code "
-                         f"{code}") from None
+      raise self._exited() from None
+
+  def _exited(self) -> RuntimeError:
+    code = self._process.wait()
+    return RuntimeError(f"jaxviz worker process on core {self.core} exited with code {code}")
 
 
 class WorkerPool:
-  """Pinned workers lent to threads: `with pool.lend() as worker: worker.render(...)`."""
+  """Pinned workers shared by threads: `pool.render(indices, on_steps)` runs a batch
+  on the next free worker, blocking until one is free."""
 
   def __init__(self, cores: Sequence[int], setup: Setup):
     # Started from the calling thread, which outlives them: PR_SET_PDEATHSIG
