@@ -21,8 +21,8 @@ import torch
 import torchvision
 
 import convert.torchvision_vgg as torchvision_vgg
-from jaxviz import layers, vgg, weights as weights_lib
-from jaxviz.objectives import Target, channel_mean
+from jaxviz import vgg, weights as weights_lib
+from jaxviz.objectives import channel_mean, resolve_target
 
 
 def best_of(function, repeats: int) -> float:
@@ -44,7 +44,8 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
 
-  layer = layers.resolve_layer(args.layer)
+  target = resolve_target(args.layer)
+  layer = target.read
   torch.manual_seed(0)
   model = torchvision.models.vgg16().eval()
   features = model.features[: layer.index + 1]
@@ -53,8 +54,7 @@ def main() -> None:
   state_dict = {k: v.numpy() for k, v in model.state_dict().items()}
   params = jax.device_put(vgg.truncate_params(
       weights_lib.nest(torchvision_vgg.state_dict_to_flat(state_dict, "vgg16")), layer))
-  target = Target(layer)
-  print(f"layer {layer.index} ({layer.name}), {args.side} px, forward + input gradient; "
+  print(f"{target.describe()}, {args.side} px, forward + input gradient; "
         f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads)")
 

@@ -9,6 +9,7 @@
 from jaxviz.engine import Schedule
 from jaxviz.errors import JaxvizError
 from jaxviz.layers import Layer, feature_layers, resolve_layer
+from jaxviz.objectives import Target, resolve_target
 from jaxviz.weights import Weights, random_weights, resolve as load_weights
 
 __version__ = "0.1.0"
@@ -27,6 +28,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "JaxvizError", "Layer", "Schedule", "Weights", "feature_layers", "load_weights",
-    "probe_photo", "random_weights", "render", "resolve_layer", "top_images",
+    "JaxvizError", "Layer", "Schedule", "Target", "Weights", "feature_layers", "load_weights",
+    "probe_photo", "random_weights", "render", "resolve_layer", "resolve_target", "top_images",
 ]

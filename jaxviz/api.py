@@ -19,7 +19,7 @@ import numpy as np
 from jaxviz import engine, fileio, figures, layers, ops
 from jaxviz import probe as probe_lib
 from jaxviz.errors import JaxvizError
-from jaxviz.objectives import Target
+from jaxviz.objectives import Target, resolve_target
 from jaxviz.weights import Weights, resolve
 
 
@@ -37,14 +37,21 @@ def as_photo(path_or_image) -> np.ndarray:
   return fileio.read_image(path_or_image)
 
 
-def start_from_photo(path_or_image, size0: int) -> np.ndarray:
-  """A photo (path or array) resized to size0 x size0 with the OpenCV-style bicubic."""
-  image = jax.numpy.asarray(as_photo(path_or_image), np.float32)
-  return np.asarray(ops.resize_bicubic(image, size0, size0))
+def start_from_photo(path_or_image, size0: int, dtype: str = "float32") -> np.ndarray:
+  """`--init`: a photo as the (size0, size0, 3) start array of a render in `dtype`.
+
+  The photo's 8-bit values are divided by 255 in `dtype` (`fileio.read_image`)
+  and resized with the OpenCV-style bicubic in `dtype`: in float64 nothing
+  passes through float32. An array given instead of a path is cast to `dtype`.
+  """
+  photo = (np.asarray(path_or_image, dtype) if isinstance(path_or_image, np.ndarray)
+           else fileio.read_image(path_or_image, dtype))
+  with engine.dtype_context(dtype):
+    return np.asarray(ops.resize_bicubic(jax.numpy.asarray(photo), size0, size0))
 
 
 def render(layer: str | int, maps: Sequence[int] | str, *, weights: str | Weights = "imagenet",
-           seed: int = 0, schedule: engine.Schedule = engine.Schedule(),
+           pre_relu: bool = False, seed: int = 0, schedule: engine.Schedule = engine.Schedule(),
            batch: int | str = "auto",
            dtype: str = "float32", precision: str = "default", driver: str = "auto",
            init=None, arch: str = layers.DEFAULT_ARCH) -> np.ndarray:
@@ -54,8 +61,10 @@ def render(layer: str | int, maps: Sequence[int] | str, *, weights: str | Weight
     images = jaxviz.render("conv5_1", [271, 15], weights="imagenet")
 
   Args:
-    layer: index (24), name ("conv5_1") or "features.24".
+    layer: index (24), name ("conv5_1") or "features.24"; a conv layer is
+      read after its ReLU, as the write-up's code read it (SPEC §1).
     maps: indices, or a spec string like "0:16" or "all".
+    pre_relu: maximise a conv layer's raw output instead.
     weights: "imagenet", "random[:SEED]", a file path, or loaded `Weights`.
     batch: maps per vmapped chunk, or "auto" (`engine.auto_batch`).
     init: optional start photo (path or array) instead of noise.
@@ -63,12 +72,12 @@ def render(layer: str | int, maps: Sequence[int] | str, *, weights: str | Weight
     (len(maps), S, S, 3) float images in [0, 1]; S = 408 at the defaults.
   """
   loaded = _weights(weights, arch)
-  target = Target(layers.resolve_layer(layer, loaded.arch), loaded.arch, precision)
+  target = resolve_target(layer, loaded.arch, pre_relu=pre_relu, precision=precision)
   if isinstance(maps, str):
     maps = layers.parse_maps(maps, target.layer)
   else:
     maps = layers.parse_maps(",".join(str(int(m)) for m in maps), target.layer)
-  start = None if init is None else start_from_photo(init, schedule.size0)
+  start = None if init is None else start_from_photo(init, schedule.size0, dtype)
   if batch == "auto":
     batch = engine.auto_batch(schedule, target, dtype)
   mesh, workers = engine.local_execution()
@@ -79,23 +88,22 @@ def render(layer: str | int, maps: Sequence[int] | str, *, weights: str | Weight
 
 
 def probe_photo(photo, layer: str | int, *, weights: str | Weights = "imagenet", top: int = 15,
-                maps: Sequence[int] = (), precision: str = "default",
+                maps: Sequence[int] = (), pre_relu: bool = False, precision: str = "default",
                 arch: str = layers.DEFAULT_ARCH) -> probe_lib.ProbeResult:
   """The write-up's hypothesis test on one photo (a path or an (H, W, 3) array in [0, 1]).
 
   Example:
     result = jaxviz.probe_photo("house.jpg", "conv5_1", maps=[271])
     result.asked[271]          # (rank, mean): is map 271 in the top 15?
-    result.means               # (512,) every map's mean activation
+    result.means               # (512,) every map's mean activation (post-ReLU: >= 0)
   """
   loaded = _weights(weights, arch)
-  return probe_lib.probe(loaded, as_photo(photo), layers.resolve_layer(layer, loaded.arch),
-                         top=top,
-                         maps=maps, precision=precision)
+  target = resolve_target(layer, loaded.arch, pre_relu=pre_relu, precision=precision)
+  return probe_lib.probe(loaded, as_photo(photo), target, top=top, maps=maps)
 
 
-def top_images(folder, layer: str | int, *, weights: str | Weights = "imagenet", top: int = 9,
-               batch: int = 16, precision: str = "default",
+def top_images(folder, layer: str | int, *, weights: str | Weights = "imagenet",
+               batch: int = 16, pre_relu: bool = False, precision: str = "default",
                arch: str = layers.DEFAULT_ARCH) -> probe_lib.FolderScores:
   """Every map's mean on every photo of a folder, one pass; `.top_images(map, k)` ranks them.
 
@@ -104,8 +112,8 @@ def top_images(folder, layer: str | int, *, weights: str | Weights = "imagenet",
     scores.top_images(271, 9)  # [(path, mean), ...] best first
   """
   loaded = _weights(weights, arch)
-  return probe_lib.score_folder(loaded, folder, layers.resolve_layer(layer, loaded.arch),
-                                batch=batch, precision=precision)
+  target = resolve_target(layer, loaded.arch, pre_relu=pre_relu, precision=precision)
+  return probe_lib.score_folder(loaded, folder, target, batch=batch)
 
 
 def map_filename(layer: layers.Layer, map_index: int) -> str:
@@ -121,7 +129,8 @@ def identity_record(loaded: Weights, target: Target, *, seed: int, schedule: eng
                     dtype: str, init_path=None) -> dict:
   """Everything that decides what a map's render looks like (not batch or driver)."""
   return {
-      "layer": target.layer.index, "arch": target.arch, "seed": seed,
+      "layer": target.layer.index, "pre_relu": target.pre_relu, "arch": target.arch,
+      "seed": seed,
       "schedule": dataclasses.asdict(schedule), "dtype": dtype, "precision": target.precision,
       "init": None if init_path is None else {"path": str(init_path),
                                               "sha256": fileio.sha256_file(init_path)},
@@ -169,8 +178,9 @@ def finished_maps(out_dir, identity_hash_: str | None = None) -> dict[int, str]:
 
 def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir, *, seed: int,
                   schedule: engine.Schedule, batch: int, dtype: str, driver: str,
-                  init_path=None, force: bool = False, process_index: int = 0, process_count: int = 1, on_steps=None,
-                  on_plan=None, on_batch=None, on_out_of_memory=None) -> dict:
+                  init_path=None, force: bool = False, process_index: int = 0,
+                  process_count: int = 1, on_steps=None, on_plan=None, on_batch=None,
+                  on_out_of_memory=None, on_dead=None) -> dict:
   """Renders maps into `out_dir`: one PNG per map, `grid.png` and `render.json`.
 
   `render.json` records the settings that decide the images (and their hash),
@@ -184,6 +194,11 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
   maps to render, their optimisation steps); `on_steps(n)` and
   `on_batch(maps_done)` as it runs. Process K of N (a multi-host sweep) takes
   maps[K::N] and keeps its own record, `render.p<K>.json`.
+
+  Dead maps (objective exactly 0 with a zero gradient on the start image,
+  `engine._batched_dead`) are rendered as the write-up's code renders them and
+  reported: `record["dead_at_start"][map]` is the first scale whose final
+  objective is non-zero (it came alive), or None; `on_dead(map, that scale)`.
   """
   out_dir = Path(out_dir)
   identity = identity_record(loaded, target, seed=seed, schedule=schedule, dtype=dtype,
@@ -198,7 +213,8 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
         "or --force to start over")
   if record is None or record.get("identity_hash") != digest:
     record = {"identity_hash": digest, "identity": identity, "layer_name": target.layer.name,
-              "sides": list(schedule.sides()), "files": {}, "objectives": {}, "runs": []}
+              "reads": target.read.name, "sides": list(schedule.sides()), "files": {},
+              "objectives": {}, "dead_at_start": {}, "runs": []}
   maps = list(maps)[process_index::process_count]
   mesh, workers = engine.local_execution()
   done = finished_maps(out_dir, digest)
@@ -211,25 +227,30 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
          "driver": engine.resolve_driver(driver),
          "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
   record["runs"].append(run)
-  start = None if init_path is None else start_from_photo(init_path, schedule.size0)
+  start = None if init_path is None else start_from_photo(init_path, schedule.size0, dtype)
   began = time.perf_counter()
   results = engine.iter_render(loaded.params, todo, jax.random.key(seed), schedule, target,
                                batch=batch, start=start, dtype=dtype, driver=driver,
                                mesh=mesh, workers=workers, on_steps=on_steps,
                                on_out_of_memory=on_out_of_memory) if todo else []
   for result in results:
-    for map_index, image, objectives in zip(result.maps, result.images, result.objectives):
+    for map_index, image, objectives, dead in zip(result.maps, result.images, result.objectives,
+                                                  result.dead_at_start):
       name = map_filename(target.layer, int(map_index))
       fileio.write_png(out_dir / name, image)
       record["files"][str(map_index)] = name
       record["objectives"][str(map_index)] = [float(v) for v in objectives]
+      if dead:
+        alive = [scale for scale, value in enumerate(objectives) if value != 0]
+        record["dead_at_start"][str(map_index)] = alive[0] if alive else None
+        if on_dead:
+          on_dead(int(map_index), alive[0] if alive else None)
     run["wall_time_s"] = round(time.perf_counter() - began, 3)
     fileio.write_json(record_path, record)
     if on_batch:
       on_batch(len(result.maps))
   fileio.write_json(record_path, record)
-  write_grid(out_dir, digest, title=f"layer {target.layer.index} ({target.layer.name}), "
-                                    f"weights: {loaded.label}")
+  write_grid(out_dir, digest, title=f"{target.describe()}, weights: {loaded.label}")
   return record
 
 

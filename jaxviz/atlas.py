@@ -38,6 +38,7 @@ header {{ margin-bottom: 1em; }}
 .photos {{ display: flex; flex-wrap: wrap; gap: 2px; margin-top: 4px; }}
 .photos img {{ width: {photo}px; height: {photo}px; object-fit: cover; }}
 .random {{ color: #b00; font-weight: bold; }}
+.dead {{ background: #b00; color: white; font-size: 11px; padding: 1px 4px; border-radius: 3px; }}
 </style>
 </head>
 <body>
@@ -109,9 +110,11 @@ def build_atlas(out_dir: str | os.PathLike,
   identity = records[0]["identity"]
   digest = records[0]["identity_hash"]
   objectives: dict[int, float] = {}
+  dead: dict[int, int | None] = {}
   for record in records:
     if record.get("identity_hash") == digest:
       objectives.update({int(m): values[-1] for m, values in record["objectives"].items()})
+      dead.update({int(m): scale for m, scale in record.get("dead_at_start", {}).items()})
   files = api.finished_maps(out_dir, digest)
   thumbs = out_dir / "thumbs"
   cards = []
@@ -125,19 +128,32 @@ def build_atlas(out_dir: str | os.PathLike,
       if src:
         label = html.escape(f"{Path(row['image']).name}: {row['mean']:.3f}")
         photos += f'<img src="{src}" alt="{label}" title="{label}">'
+    badge = ""
+    if map_index in dead:
+      fate = ("never came alive" if dead[map_index] is None
+              else f"came alive at scale {dead[map_index]}")
+      badge = (f' <span class="dead" title="objective 0 and no gradient at the start: only the '
+               f'weight decay moved this image; {fate}">dead at start</span>')
     cards.append(
         f'<div class="map" data-index="{map_index}" data-objective="{objective:.6g}">'
         f'<a href="{html.escape(name)}"><img class="thumb" src="thumbs/{html.escape(name)}" '
         f'alt="map {map_index}"></a>'
-        f'<div class="caption">fmap {map_index} &middot; objective {objective:.3f}</div>'
+        f'<div class="caption">fmap {map_index} &middot; objective {objective:.3f}{badge}</div>'
         + (f'<div class="photos">{photos}</div>' if photos else "") + "</div>")
   weights = identity["weights"]
   layer_name = records[0].get("layer_name", "")
-  title = f"jaxviz atlas: layer {identity['layer']} ({layer_name}), {identity['arch']}"
+  if identity.get("pre_relu"):
+    reading = ", pre-ReLU"
+  elif records[0].get("reads", layer_name) != layer_name:  # a conv layer, read after its ReLU
+    reading = ", post-ReLU"
+  else:
+    reading = ""
+  title = f"jaxviz atlas: layer {identity['layer']} ({layer_name}{reading}), {identity['arch']}"
   summary = (f"{len(files)} maps &middot; weights {html.escape(weights['label'])}"
              + (' <span class="random">(RANDOM, untrained)</span>' if weights["random"] else "")
              + f" &middot; seed {identity['seed']} &middot; {identity['dtype']}"
-             + f" &middot; sides {records[0]['sides'][0]}&ndash;{records[0]['sides'][-1]} px")
+             + f" &middot; sides {records[0]['sides'][0]}&ndash;{records[0]['sides'][-1]} px"
+             + (f" &middot; {len(dead)} dead at start" if dead else ""))
   page = PAGE.format(title=html.escape(title), summary=summary, cards="\n".join(cards),
                      thumb=THUMB_SIDE, photo=PHOTO_SIDE)
   index = out_dir / "index.html"

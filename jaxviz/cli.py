@@ -38,7 +38,10 @@ PrecisionOption = Annotated[str, typer.Option(
          "allows TF32, 'highest' is exact float32.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LayerOption = Annotated[str, typer.Option(
-    help="Layer: index (24), name (conv5_1) or features.24; `jaxviz layers` lists them.")]
+    help="Layer: index (24), name (conv5_1) or features.24; `jaxviz layers` lists them. "
+         "A conv layer is read after its ReLU, as the write-up's code read it.")]
+PreReluOption = Annotated[bool, typer.Option(
+    "--pre-relu", help="Read a conv layer's raw output (before its ReLU) instead.")]
 ForceOption = Annotated[bool, typer.Option(
     help="Start over in an --out that holds renders made with other settings.")]
 TopImagesOption = Annotated[Optional[Path], typer.Option(
@@ -73,12 +76,12 @@ def _load_weights(spec: str, arch: str):
   return weights
 
 
-def _check_precision(precision: str) -> str:
-  from jaxviz import vgg
+def _load_target(weights: str, arch: str, layer: str, pre_relu: bool, precision: str):
+  """Loads the weights, then resolves --layer once, against the architecture they hold."""
+  from jaxviz.objectives import resolve_target
 
-  if precision not in vgg.PRECISIONS:
-    raise JaxvizError(f"--precision must be one of {', '.join(vgg.PRECISIONS)}, got {precision!r}")
-  return precision
+  loaded = _load_weights(weights, arch)
+  return loaded, resolve_target(layer, loaded.arch, pre_relu=pre_relu, precision=precision)
 
 
 @app.command()
@@ -95,17 +98,21 @@ def layers(
   if side < 1:
     raise JaxvizError(f"--side must be positive, got {side}")
   rows = [{"index": layer.index, "name": layer.name, "kind": layer.kind,
-           "channels": layer.channels, "output_size": layer.output_side(side)}
+           "channels": layer.channels, "output_size": layer.output_side(side),
+           "reads": layers_lib.read_layer(layer, arch).name,
+           "pre_relu_reads": layer.name if layer.kind == "conv" else None}
           for layer in layers_lib.feature_layers(arch)]
   if as_json:
     typer.echo(json.dumps({"arch": arch, "input_size": side, "layers": rows}, indent=2))
     return
   typer.echo(f"{arch}, input {side}x{side}")
-  typer.echo(f"{'index':>5}  {'name':<8} {'kind':<5} {'channels':>8}  output")
+  typer.echo(f"{'index':>5}  {'name':<8} {'kind':<5} {'channels':>8}  {'output':<8} reads")
   for row in rows:
     size = row["output_size"]
+    reads = (f"{row['reads']} output (post-ReLU; --pre-relu: raw conv)" if row["kind"] == "conv"
+             else "its own output")
     typer.echo(f"{row['index']:>5}  {row['name']:<8} {row['kind']:<5} {row['channels']:>8}  "
-               f"{size}x{size}")
+               f"{f'{size}x{size}':<8} {reads}")
 
 
 @app.command()
@@ -154,9 +161,11 @@ def classify(
   from jaxviz import classify as classify_lib
   from jaxviz import fileio
 
+  from jaxviz import vgg
+
   if not 1 <= top <= 1000:
     raise JaxvizError(f"--top must be between 1 and 1000, got {top}")
-  precision = _check_precision(precision)
+  precision = vgg.check_precision(precision)
   photo = fileio.read_image(image)
   loaded = _load_weights(weights, arch)
   ranked = classify_lib.classify(loaded, photo, top, precision)
@@ -211,10 +220,10 @@ def _schedule(size0, scales, upscale, steps, lr, weight_decay, blur):
                          weight_decay=weight_decay, blur=blur)
 
 
-def _check_render_options(schedule, target, dtype: str, driver: str, batch: str) -> None:
+def _check_render_options(dtype: str, driver: str, batch: str) -> None:
+  """The render options that need no weights: checked before any are loaded."""
   from jaxviz import engine
 
-  schedule.check(target)
   engine.dtype_context(dtype)
   engine.resolve_driver(driver)
   if batch != "auto" and not (batch.isdigit() and int(batch) >= 1):
@@ -247,26 +256,17 @@ def _render_with_progress(loaded, target, maps, out, *, label: str, count_maps: 
     def advance(n: int) -> None:
       progress.advance(task, n)
 
+    def on_dead(map_index: int, alive_scale: int | None) -> None:
+      fate = ("never came alive" if alive_scale is None
+              else f"came alive at scale {alive_scale}")
+      progress.console.print(
+          f"map {map_index} is dead at the start (objective 0, no gradient): only the weight "
+          f"decay moves its image, towards the ImageNet mean colour; it {fate}")
+
     return api.render_to_dir(loaded, target, maps, out, on_plan=on_plan,
                              on_steps=None if count_maps else advance,
                              on_batch=advance if count_maps else None,
-                             on_out_of_memory=on_out_of_memory, **settings)
-
-
-def _target(layer: str, arch: str, precision: str):
-  from jaxviz.objectives import Target
-
-  return Target(layers_lib.resolve_layer(layer, arch), arch, _check_precision(precision))
-
-
-def _retarget(target, loaded):
-  """Weights files carry their own arch; re-resolve the layer if it differs from --arch."""
-  from jaxviz.objectives import Target
-
-  if loaded.arch == target.arch:
-    return target
-  return Target(layers_lib.resolve_layer(target.layer.index, loaded.arch), loaded.arch,
-                target.precision)
+                             on_out_of_memory=on_out_of_memory, on_dead=on_dead, **settings)
 
 
 @app.command()
@@ -276,6 +276,7 @@ def render(
     maps: Annotated[str, typer.Option(
         help="Feature maps: '271,15', a range '0:16', 'all', or a mix.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("renders"),
+    pre_relu: PreReluOption = False,
     weights: WeightsOption = "imagenet",
     arch: ArchOption = layers_lib.DEFAULT_ARCH,
     seed: SeedOption = 0,
@@ -306,23 +307,20 @@ def render(
   from jaxviz import fileio
 
   schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
-  # Everything that can be checked is checked before weights load or work starts.
-  target = _target(layer, arch, precision)
-  map_list = layers_lib.parse_maps(maps, target.layer)
-  _check_render_options(schedule, target, dtype, driver, batch)
+  _check_render_options(dtype, driver, batch)
   if init is not None:
     fileio.read_image(init)
   fileio.ensure_writable_dir(out)
   _use_compilation_cache()
 
-  loaded = _load_weights(weights, arch)
-  target = _retarget(target, loaded)
+  loaded, target = _load_target(weights, arch, layer, pre_relu, precision)
   map_list = layers_lib.parse_maps(maps, target.layer)
+  schedule.check(target)
   record = _render_with_progress(
       loaded, target, map_list, out, seed=seed, schedule=schedule,
       batch=_batch_size(batch, schedule, target, dtype), dtype=dtype,
       driver=driver, init_path=init, force=force,
-      label=f"layer {target.layer.index} ({target.layer.name}), {len(map_list)} maps")
+      label=f"{target.describe()}, {len(map_list)} maps")
   if as_json:
     typer.echo(json.dumps(record, indent=2))
   else:
@@ -340,6 +338,7 @@ def probe(
     top: Annotated[int, typer.Option(help="How many top maps to report and draw.")] = 15,
     map_: Annotated[Optional[list[int]], typer.Option(
         "--map", help="A map to report the rank of (repeatable): is it in the top k?")] = None,
+    pre_relu: PreReluOption = False,
     out: Annotated[Optional[Path], typer.Option(
         help="Write the write-up's figure here (PNG).")] = None,
     renders: Annotated[Path, typer.Option(
@@ -366,28 +365,28 @@ def probe(
   """Test an interpretation on a real photo: rank a layer's maps by mean activation.
 
   The photo is resized to 224x224 (OpenCV-style bicubic) and normalised; each
-  map's score is its mean activation (pre-ReLU for a conv layer). Prints the
-  top k and the rank of every --map; --out draws the write-up's figure.
+  map's score is its mean activation (after the ReLU for a conv layer, as the
+  write-up read it; --pre-relu for the raw conv output). Prints the top k and
+  the rank of every --map; --out draws the write-up's figure.
 
   Example: [bold]jaxviz probe house.jpg --layer 24 --map 271 --out house_probe.png[/bold]
   """
   from jaxviz import api, fileio, figures
   from jaxviz import probe as probe_lib
 
-  target = _target(layer, arch, precision)
   schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
   draw_renders = out is not None and not no_renders
   if draw_renders:
-    _check_render_options(schedule, target, dtype, driver, batch)
+    _check_render_options(dtype, driver, batch)
     fileio.ensure_writable_dir(renders)
   if out is not None:
     fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
   photo = fileio.read_image(image)
   _use_compilation_cache()
-  loaded = _load_weights(weights, arch)
-  target = _retarget(target, loaded)
-  result = probe_lib.probe(loaded, photo, target.layer, top=top, maps=map_ or (),
-                           precision=target.precision)
+  loaded, target = _load_target(weights, arch, layer, pre_relu, precision)
+  if draw_renders:
+    schedule.check(target)
+  result = probe_lib.probe(loaded, photo, target, top=top, maps=map_ or ())
   top_maps = [m for _, m, _ in result.top]
 
   if out is not None:
@@ -399,15 +398,17 @@ def probe(
           label=f"rendering the top {len(top_maps)} maps into {renders}")
       rendered = api.load_renders(renders, top_maps, record["identity_hash"])
     footnote = f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
-    figures.probe_figure(result.photo, result.means, top_maps,
-                         f"Conv layer{target.layer.index}" if target.layer.kind == "conv"
-                         else f"layer {target.layer.index} ({target.layer.name})",
-                         rendered, out, footnote=footnote)
+    if target.layer.kind == "conv":  # the write-up's own title, and how the layer was read
+      layer_title = f"Conv layer{target.layer.index}" + (" (pre-ReLU)" if target.pre_relu else "")
+    else:
+      layer_title = target.describe()
+    figures.probe_figure(result.photo, result.means, top_maps, layer_title, rendered, out,
+                         footnote=footnote)
 
   if as_json:
     typer.echo(json.dumps(result.to_json(str(image), loaded.label), indent=2))
     return
-  typer.echo(f"layer {target.layer.index} ({target.layer.name}), {image}")
+  typer.echo(f"{target.describe()}, {image}")
   typer.echo(f"{'rank':>4}  {'map':>4}  mean")
   for rank, map_index, mean in result.top:
     typer.echo(f"{rank:>4}  {map_index:>4}  {mean:.4f}")
@@ -427,6 +428,7 @@ def top_images(
     map_: Annotated[Optional[int], typer.Option("--map", help="The map to rank photos by.")] = None,
     all_maps: Annotated[bool, typer.Option(
         "--all-maps", help="Every map's top photos, from the same single pass (JSON table).")] = False,
+    pre_relu: PreReluOption = False,
     top: Annotated[int, typer.Option(help="How many photos per map.")] = 9,
     out: Annotated[Optional[Path], typer.Option(
         help="With --map: a grid of the top photos and their scores (PNG). With --all-maps: "
@@ -446,30 +448,27 @@ def top_images(
   from jaxviz import fileio, figures
   from jaxviz import probe as probe_lib
 
-  target = _target(layer, arch, precision)
   if (map_ is None) == (not all_maps):
     raise JaxvizError("give either --map N or --all-maps")
-  if map_ is not None:
-    layers_lib.parse_maps(str(map_), target.layer)
   if top < 1 or batch < 1:
     raise JaxvizError("--top and --batch must be at least 1")
   paths = probe_lib.find_images(folder)
   if out is not None:
     fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
   _use_compilation_cache()
-  loaded = _load_weights(weights, arch)
-  target = _retarget(target, loaded)
+  loaded, target = _load_target(weights, arch, layer, pre_relu, precision)
+  if map_ is not None:
+    layers_lib.parse_maps(str(map_), target.layer)
 
   with _progress() as progress:
     task = progress.add_task(f"scoring {len(paths)} images", total=len(paths))
     scores = probe_lib.score_folder(
-        loaded, folder, target.layer, batch=batch, precision=target.precision,
+        loaded, folder, target, batch=batch,
         on_image=lambda: progress.advance(task),
         on_skip=lambda path, why: progress.console.print(f"warning: skipped {why}"))
   skipped = [str(path) for path, _ in scores.skipped]
   if all_maps:
-    table = {"layer": target.layer.index, "layer_name": target.layer.name,
-             "weights": loaded.label, "images": len(scores.images), "skipped": skipped,
+    table = {**probe_lib.target_json(target), "weights": loaded.label, "images": len(scores.images), "skipped": skipped,
              "maps": {str(m): [{"image": str(p), "mean": v} for p, v in
                                scores.top_images(m, top)] for m in range(target.layer.channels)}}
     if out is not None:
@@ -485,10 +484,9 @@ def top_images(
   if out is not None:
     figures.titled_grid([fileio.read_image(p) for p, _ in ranked],
                         [f"{p.name}\n{v:.3f}" for p, v in ranked], out, min(3, len(ranked)),
-                        suptitle=f"layer {target.layer.index} ({target.layer.name}) map {map_}, "
-                                f"weights: {loaded.label}")
+                        suptitle=f"{target.describe()} map {map_}, weights: {loaded.label}")
   if as_json:
-    typer.echo(json.dumps({"layer": target.layer.index, "map": map_,
+    typer.echo(json.dumps({**probe_lib.target_json(target), "map": map_,
                            "top": [{"image": str(p), "mean": v} for p, v in ranked],
                            "skipped": skipped}, indent=2))
     return
@@ -504,6 +502,7 @@ def sweep(
     layer: LayerOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     maps: Annotated[str, typer.Option(help="Feature maps ('all', '0:64', '271,15').")] = "all",
+    pre_relu: PreReluOption = False,
     batch: BatchOption = "auto",
     weights: WeightsOption = "imagenet",
     arch: ArchOption = layers_lib.DEFAULT_ARCH,
@@ -543,9 +542,7 @@ def sweep(
   from jaxviz import atlas, fileio
 
   schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
-  target = _target(layer, arch, precision)
-  map_list = layers_lib.parse_maps(maps, target.layer)
-  _check_render_options(schedule, target, dtype, driver, batch)
+  _check_render_options(dtype, driver, batch)
   if process_count < 1 or not 0 <= (process_index or 0) < process_count:
     raise JaxvizError(f"--process-index must be in 0..{process_count - 1}")
   table = atlas.read_top_images(top_images) if top_images is not None else None
@@ -555,8 +552,9 @@ def sweep(
     process_index, process_count = jax.process_index(), jax.process_count()
   _use_compilation_cache()
 
-  loaded = _load_weights(weights, arch)
-  target = _retarget(target, loaded)
+  loaded, target = _load_target(weights, arch, layer, pre_relu, precision)
+  map_list = layers_lib.parse_maps(maps, target.layer)
+  schedule.check(target)
   chunk = _batch_size(batch, schedule, target, dtype)
   devices = jax.local_devices()
   typer.echo(f"{len(devices)} {devices[0].platform} device(s), batch {chunk}"
@@ -567,7 +565,7 @@ def sweep(
       loaded, target, map_list, out, count_maps=True, seed=seed, schedule=schedule,
       batch=chunk, dtype=dtype, driver=driver, force=force, process_index=process_index or 0,
       process_count=process_count,
-      label=f"layer {target.layer.index} ({target.layer.name}) maps")
+      label=f"{target.describe()} maps")
   index = atlas.build_atlas(out, table)
   run = api_record["runs"][-1]
   typer.echo(f"{len(api_record['files'])} maps in {out} ({len(run['maps'])} rendered now in "

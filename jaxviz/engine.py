@@ -149,6 +149,19 @@ def _batched_begin_scale(images, schedule):
 
 
 @functools.partial(jax.jit, static_argnames=("target",))
+def _batched_dead(params, normalised, maps, target):
+  """(B,) bool: the map's objective is exactly 0 with a zero gradient on its image.
+
+  Such a map (a post-ReLU channel below zero everywhere) is moved by the weight
+  decay alone, which Adam scales up to full-size steps (SPEC §2).
+  """
+  value_and_grad = jax.vmap(jax.value_and_grad(channel_mean, argnums=1),
+                            in_axes=(None, 0, 0, None))
+  values, grads = value_and_grad(params, normalised, maps, target)
+  return (values == 0) & jnp.all(grads == 0, axis=(1, 2, 3))
+
+
+@functools.partial(jax.jit, static_argnames=("target",))
 def _batched_end_scale(params, normalised, maps, target):
   """De-normalised images and each map's objective on its own image."""
   objective = jax.vmap(functools.partial(channel_mean, target=target), in_axes=(None, 0, 0))
@@ -194,15 +207,18 @@ def dtype_context(dtype: str):
 
 @dataclasses.dataclass(frozen=True)
 class BatchResult:
-  """One finished batch: maps (B,), images (B, S, S, 3) in [0, 1], objectives (B, scales)."""
+  """One finished batch: maps (B,), images (B, S, S, 3) in [0, 1], objectives (B, scales),
+  dead_at_start (B,) bool (`_batched_dead` on the start image)."""
 
   maps: np.ndarray
   images: np.ndarray
   objectives: np.ndarray
+  dead_at_start: np.ndarray
 
   def first(self, count: int) -> "BatchResult":
     """The first `count` maps: drops the padding `iter_batches` added."""
-    return BatchResult(self.maps[:count], self.images[:count], self.objectives[:count])
+    return BatchResult(self.maps[:count], self.images[:count], self.objectives[:count],
+                       self.dead_at_start[:count])
 
 
 def map_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh | None:
@@ -233,7 +249,7 @@ def render_batch(params: vgg.Params, maps: np.ndarray, key: jax.Array, schedule:
   with dtype_context(dtype):
     jdtype = jnp.dtype(dtype)
     params = jax.tree.map(lambda p: jnp.asarray(p, jdtype),
-                          vgg.truncate_params(params, target.layer, target.arch))
+                          vgg.truncate_params(params, target.read, target.arch))
     maps_array = jnp.asarray(maps, jnp.int32)
     if mesh is not None:
       params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
@@ -247,6 +263,8 @@ def render_batch(params: vgg.Params, maps: np.ndarray, key: jax.Array, schedule:
     objectives = []
     for scale, side in enumerate(sides):
       normalised, opt_states = _batched_begin_scale(images, schedule)
+      if scale == 0:
+        dead = _batched_dead(params, normalised, maps_array, target)
       num_steps = schedule.steps_at(scale)
       if driver == "scan":
         normalised, opt_states = _batched_scan(params, normalised, opt_states, maps_array,
@@ -264,7 +282,8 @@ def render_batch(params: vgg.Params, maps: np.ndarray, key: jax.Array, schedule:
       if scale + 1 < len(sides):
         images = _batched_next_scale(images, sides[scale + 1], schedule.blur)
     final = np.asarray(jnp.clip(images, 0.0, 1.0))
-    return BatchResult(np.asarray(maps), final, np.stack([np.asarray(o) for o in objectives], 1))
+    return BatchResult(np.asarray(maps), final, np.stack([np.asarray(o) for o in objectives], 1),
+                       np.asarray(dead))
 
 
 def iter_batches(maps: Sequence[int], batch: int) -> Iterator[tuple[np.ndarray, int]]:
@@ -363,7 +382,7 @@ def iter_render(params: vgg.Params, maps: Sequence[int], key: jax.Array, schedul
 def _iter_render_processes(params, maps, key, schedule, target, batch, workers, *,
                            on_steps=None, **render_kwargs):
   setup = cpu_workers.Setup(
-      params=jax.tree.map(np.asarray, vgg.truncate_params(params, target.layer, target.arch)),
+      params=jax.tree.map(np.asarray, vgg.truncate_params(params, target.read, target.arch)),
       key_data=np.asarray(jax.random.key_data(key)), schedule=schedule, target=target,
       render_kwargs=render_kwargs,
       jax_config={name: getattr(jax.config, name) for name in cpu_workers.CACHE_SETTINGS})
@@ -388,7 +407,7 @@ def activation_bytes_per_map(target: Target, side: int, itemsize: int) -> int:
   gets a gradient of the same size; x3 leaves room for XLA's temporaries.
   """
   total = 3 * side * side
-  for layer in layers_lib.feature_layers(target.arch)[: target.layer.index + 1]:
+  for layer in layers_lib.feature_layers(target.arch)[: target.read.index + 1]:
     total += layer.output_side(side) ** 2 * layer.channels
   return 3 * total * itemsize
 

@@ -58,24 +58,26 @@ def sha256_file(path: str | os.PathLike) -> str:
   return digest.hexdigest()
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-  """Reads a photo as (H, W, 3) float32 RGB in [0, 1].
+def read_image(path: str | os.PathLike, dtype=np.float32) -> np.ndarray:
+  """Reads a photo as (H, W, 3) RGB in [0, 1], of `dtype` (float32 or float64).
 
   EXIF orientation is applied; greyscale, palette and 16-bit images become
   RGB; an alpha channel is dropped (the colour underneath is kept, as
-  `Image.convert("RGB")` does).
+  `Image.convert("RGB")` does). The integer pixel values are divided by 255
+  (65535 for 16-bit) in `dtype` itself, so a float64 read never passes
+  through float32; float32 is what the write-up's code computed.
 
   Raises:
     JaxvizError: naming the file when it is missing, empty or not an image.
   """
-  path = Path(path)
+  path, dtype = Path(path), np.dtype(dtype)
   try:
     with Image.open(path) as image:
       image = ImageOps.exif_transpose(image)
       if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # convert("RGB") would clip 16-bit values at 255; scale them first.
-        array = np.asarray(image, dtype=np.float64) / 65535.0
-        return np.repeat(array[..., None], 3, axis=-1).astype(np.float32)
+        array = np.asarray(image).astype(dtype) / dtype.type(65535)
+        return np.repeat(array[..., None], 3, axis=-1)
       rgb = np.asarray(image.convert("RGB"))
   except FileNotFoundError:
     raise JaxvizError(f"image not found: {path}") from None
@@ -85,7 +87,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     raise JaxvizError(f"not an image (or an empty file): {path}") from None
   except (OSError, ValueError, SyntaxError) as error:
     raise JaxvizError(f"cannot read image {path}: {error}") from None
-  return rgb.astype(np.float32) / 255.0
+  return rgb.astype(dtype) / dtype.type(255)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

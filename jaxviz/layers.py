@@ -2,8 +2,12 @@
 
 Conventions:
   * A layer's `index` is its position in torchvision's `vgg*().features`
-    (VGG16: 0..30). The activation of a layer is that module's output, so a
-    conv layer's activation is taken *before* its ReLU.
+    (VGG16: 0..30).
+  * What "layer L" reads (SPEC §1): for a conv layer, its output *after* the
+    ReLU that follows it, because the write-up's forward hook stored the conv
+    module's output and torchvision's `ReLU(inplace=True)` then overwrote it
+    (its layer 24 is relu5_1's output). `pre_relu=True` reads the raw conv
+    output instead. Pool and ReLU layers read their own output either way.
   * Names follow the usual Caffe/VGG paper scheme: `conv{block}_{i}`,
     `relu{block}_{i}`, `pool{block}`. `features.N` and plain `N` also work.
   * The classifier (fc6, fc7, fc8) is not in this table; see `jaxviz.vgg`.
@@ -92,6 +96,20 @@ def feature_layers(arch: str = DEFAULT_ARCH) -> tuple[Layer, ...]:
 
 def conv_layers(arch: str = DEFAULT_ARCH) -> tuple[Layer, ...]:
   return tuple(layer for layer in feature_layers(arch) if layer.kind == "conv")
+
+
+def read_layer(layer: Layer, arch: str = DEFAULT_ARCH, pre_relu: bool = False) -> Layer:
+  """The module whose output "layer L" means: a conv layer's ReLU unless `pre_relu`.
+
+  Raises:
+    JaxvizError: when `pre_relu` is asked of a layer that is not a conv.
+  """
+  if layer.kind != "conv":
+    if pre_relu:
+      raise JaxvizError(f"pre-ReLU reading is for conv layers; layer {layer.index} "
+                        f"({layer.name}) is a {layer.kind} layer")
+    return layer
+  return layer if pre_relu else feature_layers(arch)[layer.index + 1]
 
 
 def _valid_list(layers: tuple[Layer, ...]) -> str:

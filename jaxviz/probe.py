@@ -4,8 +4,9 @@ Conventions:
   * A photo is (H, W, 3) RGB in [0, 1]; it is resized to 224x224 with the
     OpenCV-style bicubic and normalised (`classify.photo_to_input`).
   * A map's score on a photo is the mean over positions of its channel at
-    the layer (pre-ReLU for a conv layer). Ranks are 1-based, descending,
-    ties broken by the lower map index.
+    the layer, read as SPEC §1 says (a conv layer after its ReLU, so every
+    mean is >= 0, unless `pre_relu`). Ranks are 1-based, descending, ties
+    broken by the lower map index.
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz import fileio, layers, ops, vgg
+from jaxviz import fileio, ops, vgg
 from jaxviz.classify import INPUT_SIDE, photo_to_input
 from jaxviz.errors import JaxvizError
+from jaxviz.objectives import Target
 from jaxviz.weights import Weights
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
-@functools.partial(jax.jit, static_argnames=("layer", "arch", "precision"))
-def channel_means(params: vgg.Params, images: jax.Array, layer: layers.Layer, arch: str,
-                  precision: str) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("target",))
+def channel_means(params: vgg.Params, images: jax.Array, target: Target) -> jax.Array:
   """(N, H, W, 3) normalised -> (N, channels): each map's mean activation per image."""
-  activation = vgg.layer_activation(params, images, layer, arch=arch, precision=precision)
+  activation = vgg.layer_activation(params, images, target.read, arch=target.arch,
+                                    precision=target.precision)
   return activation.mean(axis=(1, 2))
 
 
@@ -52,22 +54,29 @@ class ProbeResult:
     asked: {map: (rank, mean)} for each map the user named.
   """
 
-  layer: layers.Layer
+  target: Target
   photo: np.ndarray
   means: np.ndarray
   top: list[tuple[int, int, float]]
   asked: dict[int, tuple[int, float]]
 
   def to_json(self, image: str, weights_label: str) -> dict:
-    return {"image": image, "layer": self.layer.index, "layer_name": self.layer.name,
+    return {"image": image, **target_json(self.target),
             "weights": weights_label, "means": [float(m) for m in self.means],
             "top": [{"rank": r, "map": m, "mean": v} for r, m, v in self.top],
             "maps": {str(m): {"rank": r, "mean": v} for m, (r, v) in self.asked.items()}}
 
 
-def probe(weights: Weights, photo: np.ndarray, layer: layers.Layer, *, top: int = 15,
-          maps: Sequence[int] = (), precision: str = "default") -> ProbeResult:
-  """Ranks `layer`'s maps by their mean activation on `photo` (SPEC §3)."""
+def target_json(target: Target) -> dict:
+  """How JSON outputs name what they read: layer index and name, pre_relu, the module read."""
+  return {"layer": target.layer.index, "layer_name": target.layer.name,
+          "pre_relu": target.pre_relu, "reads": target.read.name}
+
+
+def probe(weights: Weights, photo: np.ndarray, target: Target, *, top: int = 15,
+          maps: Sequence[int] = ()) -> ProbeResult:
+  """Ranks the target layer's maps by their mean activation on `photo` (SPEC §3)."""
+  layer = target.layer
   if not 1 <= top <= layer.channels:
     raise JaxvizError(f"--top must be between 1 and {layer.channels} for layer {layer.index} "
                       f"({layer.name}), got {top}")
@@ -76,14 +85,13 @@ def probe(weights: Weights, photo: np.ndarray, layer: layers.Layer, *, top: int 
       raise JaxvizError(f"map {map_index} is out of range: layer {layer.index} ({layer.name}) "
                         f"has {layer.channels} maps (0..{layer.channels - 1})")
   resized = ops.resize_bicubic(jnp.asarray(photo, jnp.float32), INPUT_SIDE, INPUT_SIDE)
-  params = vgg.truncate_params(weights.params, layer, weights.arch)
-  means = np.asarray(channel_means(params, ops.normalise(resized)[None], layer, weights.arch,
-                                   precision)[0], np.float64)
+  params = vgg.truncate_params(weights.params, target.read, target.arch)
+  means = np.asarray(channel_means(params, ops.normalise(resized)[None], target)[0], np.float64)
   order = ranking(means)
   rank_of = np.empty_like(order)
   rank_of[order] = np.arange(1, len(order) + 1)
   return ProbeResult(
-      layer=layer,
+      target=target,
       photo=np.clip(np.asarray(resized), 0, 1),
       means=means,
       top=[(i + 1, int(m), float(means[m])) for i, m in enumerate(order[:top])],
@@ -121,8 +129,8 @@ class FolderScores:
     return [(self.images[i], float(self.means[i, map_index])) for i in order]
 
 
-def score_folder(weights: Weights, folder: str | os.PathLike, layer: layers.Layer, *,
-                 batch: int = 16, precision: str = "default",
+def score_folder(weights: Weights, folder: str | os.PathLike, target: Target, *,
+                 batch: int = 16,
                  on_image: Callable[[], None] | None = None,
                  on_skip: Callable[[Path, str], None] | None = None) -> FolderScores:
   """Every map's mean on every image of `folder`, in one batched, jitted pass.
@@ -131,14 +139,14 @@ def score_folder(weights: Weights, folder: str | os.PathLike, layer: layers.Laye
   last batch is padded with zeros so every call has the same shape.
   """
   paths = find_images(folder)
-  params = vgg.truncate_params(weights.params, layer, weights.arch)
+  params = vgg.truncate_params(weights.params, target.read, target.arch)
   scored, rows, skipped, pending = [], [], [], []
 
   def flush():
     if not pending:
       return
     stacked = jnp.stack(pending + [jnp.zeros_like(pending[0])] * (batch - len(pending)))
-    means = channel_means(params, stacked, layer, weights.arch, precision)
+    means = channel_means(params, stacked, target)
     rows.append(np.asarray(means[:len(pending)], np.float64))
     pending.clear()
 

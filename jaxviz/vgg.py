@@ -23,9 +23,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxviz import layers as layers_lib
+from jaxviz.errors import JaxvizError
 
 Params = dict[str, Any]
 PRECISIONS = ("default", "high", "highest")
+
+
+def check_precision(precision: str) -> str:
+  if precision not in PRECISIONS:
+    raise JaxvizError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+  return precision
 
 
 def adaptive_avg_pool_matrix(in_size: int, out_size: int) -> np.ndarray:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -19,6 +21,7 @@ import torchvision
 from typer.testing import CliRunner
 
 import convert.torchvision_vgg as torchvision_vgg
+from jaxviz import engine
 from jaxviz import weights as weights_lib
 from jaxviz.cli import app
 
@@ -43,10 +46,7 @@ def torch_vgg16() -> torch.nn.Module:
 
 @pytest.fixture(scope="session")
 def vgg16_pth(tmp_path_factory, torch_vgg16) -> Path:
-  path = tmp_path_factory.mktemp("weights") / "vgg16-random.pth"
-  state_dict = {key: value.float() for key, value in torch_vgg16.state_dict().items()}
-  torch.save(state_dict, path)
-  return path
+  return save_pth(torch_vgg16, tmp_path_factory.mktemp("weights") / "vgg16-random.pth")
 
 
 @pytest.fixture(scope="session")
@@ -112,3 +112,16 @@ def assert_names_all(text: str, *needles: str) -> None:
   for needle in needles:
     assert re.search(re.escape(needle), text), f"{needle!r} not in {text!r}"
 
+
+
+def start_images(maps, side=32, dtype=jnp.float64, seed=0) -> np.ndarray:
+  """The engine's start noise for `maps` (seed `seed`), to hand the torch reference."""
+  with jax.enable_x64(dtype == jnp.float64):
+    return np.asarray(engine._batched_start(jax.random.key(seed), jnp.asarray(maps), side,
+                                            dtype))
+
+
+def save_pth(model, path: Path) -> Path:
+  """A torch model's state dict as a float32 `.pth`, as torchvision ships weights."""
+  torch.save({key: value.float() for key, value in model.state_dict().items()}, path)
+  return path

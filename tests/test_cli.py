@@ -27,7 +27,7 @@ def test_layers_json_lists_vgg16_as_the_spec_indexes_it():
   for index, name in spec.items():
     assert by_index[index]["name"] == name
   assert by_index[25] == {"index": 25, "name": "relu5_1", "kind": "relu", "channels": 512,
-                          "output_size": 14}
+                          "output_size": 14, "reads": "relu5_1", "pre_relu_reads": None}
   assert by_index[30]["output_size"] == 7 and by_index[7]["channels"] == 128
 
 

@@ -1,6 +1,9 @@
 """The render engine against the PyTorch reference of SPEC §2, and its batching invariants.
 
 Small schedules (32 px, 2-3 scales, 10-20 steps) and layer 10 keep this fast.
+The torch side reads layer 10 the write-up's way (`torch_reference.HookedLayer`:
+a hook on an unmodified torchvision VGG16, whose in-place ReLU makes it
+post-ReLU), so "equal" means equal to what the write-up's code computes.
 Tolerances: float64 JAX vs float64 torch <= 1e-6 max abs (measured ~3e-15);
 float32 JAX vs float64 torch drifts, bounded at a mean of 16/255 (measured ~5/255);
 batch/vmap/jit invariants <= 1e-5.
@@ -21,20 +24,11 @@ from jaxviz.errors import JaxvizError
 from jaxviz.objectives import Target, channel_mean
 
 import torch_reference
+from conftest import start_images
 
 SMALL = engine.Schedule(size0=32, scales=3, steps=10)
 LAYER10 = Target(layers.resolve_layer(10))
 KEY = jax.random.key(0)
-
-
-def start_images(maps, side=32, dtype=jnp.float64) -> np.ndarray:
-  with jax.enable_x64(dtype == jnp.float64):
-    return np.asarray(engine._batched_start(KEY, jnp.asarray(maps), side, dtype))
-
-
-@pytest.fixture(scope="module")
-def torch_layer10(torch_vgg16):
-  return torch_reference.truncated_features(torch_vgg16, 10)
 
 
 def test_schedule_defaults_are_the_write_ups():
@@ -44,22 +38,36 @@ def test_schedule_defaults_are_the_write_ups():
   assert schedule.total_steps() == 1010
 
 
-def test_float64_render_equals_pytorch_loop(vgg16_weights, torch_layer10):
+@pytest.mark.parametrize("pre_relu", [False, True])
+def test_float64_render_equals_the_write_ups_hooked_loop(pre_relu, vgg16_weights, torch_vgg16):
   maps = np.array([5, 17])
-  ours = engine.render_batch(vgg16_weights.params, maps, KEY, SMALL, LAYER10, dtype="float64")
+  target = Target(layers.resolve_layer(10), pre_relu=pre_relu)
+  ours = engine.render_batch(vgg16_weights.params, maps, KEY, SMALL, target, dtype="float64")
   assert ours.images.shape == (2, 45, 45, 3) and ours.images.dtype == np.float64
   for row, map_index in enumerate(maps):
-    expected, objectives = torch_reference.render_map(torch_layer10, int(map_index),
-                                                      start_images(maps)[row], SMALL)
+    expected, objectives = torch_reference.render_map(torch_vgg16, 10, int(map_index),
+                                                      start_images(maps)[row], SMALL,
+                                                      pre_relu=pre_relu)
     np.testing.assert_allclose(ours.images[row], expected, rtol=0, atol=1e-6)
     np.testing.assert_allclose(ours.objectives[row], objectives, rtol=1e-9)
+  if not pre_relu:
+    assert ours.objectives.min() >= 0  # a mean of ReLU outputs
 
 
-def test_float32_render_drifts_only_a_few_levels(vgg16_weights, torch_layer10):
+def test_post_relu_and_pre_relu_renders_differ(vgg16_weights):
+  """Guards the default: layer 10 is read after its ReLU, a different objective."""
+  maps = np.array([5])
+  post, pre = (engine.render_batch(vgg16_weights.params, maps, KEY, SMALL,
+                                   Target(layers.resolve_layer(10), pre_relu=pre_relu))
+               for pre_relu in (False, True))
+  assert np.abs(post.images - pre.images).max() > 2 / 255
+
+
+def test_float32_render_drifts_only_a_few_levels(vgg16_weights, torch_vgg16):
   maps = np.array([5])
   ours = engine.render_batch(vgg16_weights.params, maps, KEY, SMALL, LAYER10, dtype="float32")
-  expected, _ = torch_reference.render_map(torch_layer10, 5, start_images(maps, dtype=jnp.float32)[0],
-                                           SMALL)
+  expected, _ = torch_reference.render_map(torch_vgg16, 10, 5,
+                                           start_images(maps, dtype=jnp.float32)[0], SMALL)
   drift = np.abs(ours.images[0] - expected) * 255
   print(f"float32 JAX vs float64 torch: mean {drift.mean():.2f}/255, max {drift.max():.1f}/255")
   assert 0 < drift.mean() < 16
@@ -73,7 +81,8 @@ def test_objective_rises_from_the_start_image(vgg16_weights):
   before = np.array([channel_mean(params, ops.normalise(start[i]), m, LAYER10)
                      for i, m in enumerate(maps)])
   after = engine.render_batch(vgg16_weights.params, maps, KEY, schedule, LAYER10).objectives[:, 0]
-  assert np.all(after > before + 0.03), (before, after)
+  # Post-ReLU means of an untrained network are small (~2e-3 here), so the rise is relative.
+  assert np.all(before > 0) and np.all(after > 2 * before), (before, after)
 
 
 def test_a_map_does_not_depend_on_its_batch_mates(vgg16_weights):

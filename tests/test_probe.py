@@ -1,6 +1,8 @@
 """The probe (SPEC §3) and top-images against PyTorch, the figure's structure, bad input.
 
-Tolerance: JAX float32 means vs torch float64 within 1e-4 of the largest |mean|,
+The torch side reads layers the write-up's way (`torch_reference.channel_means`:
+a hook on an unmodified torchvision VGG16, post-ReLU through its in-place ReLU).
+Tolerance: JAX float32 means vs torch float64 within 1e-5 of the largest |mean|,
 and the same top-15 order.
 """
 
@@ -12,42 +14,41 @@ import shutil
 import matplotlib.colors
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
-from jaxviz import figures, fileio, layers
+from jaxviz import figures, fileio
 from jaxviz import probe as probe_lib
+from jaxviz.objectives import resolve_target
 
 from conftest import assert_names_all, error_line, relative_error, run_cli
-
-MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64)[:, None, None]
-STD = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64)[:, None, None]
-
-
-def torch_means(model, photo: np.ndarray, layer_index: int) -> np.ndarray:
-  """SPEC §3 in torch: bicubic to 224, normalise, run to the layer, mean per channel."""
-  x = torch.from_numpy(photo.astype(np.float64)).permute(2, 0, 1)[None]
-  x = F.interpolate(x, size=(224, 224), mode="bicubic", align_corners=False)
-  with torch.no_grad():
-    activation = model.features[: layer_index + 1]((x - MEAN) / STD)
-  return activation.mean(dim=(2, 3))[0].numpy()
+from torch_reference import channel_means as torch_means
 
 
 @pytest.mark.parametrize("layer_index", [10, 24, 28])
-@pytest.mark.parametrize("photo_name", ["astronaut.png", "coffee_rgba.png"])
-def test_probe_means_and_top15_match_pytorch(layer_index, photo_name, photo_files,
-                                             vgg16_weights, torch_vgg16):
+@pytest.mark.parametrize("photo_name", ["astronaut.png", "coffee_rgba.png", "chelsea.jpg"])
+def test_probe_means_and_top15_equal_the_write_ups_hooked_means(layer_index, photo_name,
+                                                                photo_files, vgg16_weights,
+                                                                torch_vgg16):
   photo = fileio.read_image(photo_files[photo_name])
-  layer = layers.resolve_layer(layer_index)
-  result = probe_lib.probe(vgg16_weights, photo, layer, top=15, maps=[7])
+  result = probe_lib.probe(vgg16_weights, photo, resolve_target(layer_index), top=15, maps=[7])
   expected = torch_means(torch_vgg16, photo, layer_index)
-  assert relative_error(result.means, expected) <= 1e-4
+  assert expected.min() == 0  # post-ReLU: some channel is zero everywhere, as in the write-up
+  assert result.means.min() >= 0
+  assert relative_error(result.means, expected) <= 1e-5
   expected_order = list(np.argsort(-expected, kind="stable")[:15])
   assert [m for _, m, _ in result.top] == expected_order
   assert [r for r, _, _ in result.top] == list(range(1, 16))
   rank, mean = result.asked[7]
   assert rank == 1 + int(np.sum(expected > expected[7]))
-  assert mean == pytest.approx(expected[7], abs=1e-4 * np.abs(expected).max())
+  assert mean == pytest.approx(expected[7], abs=1e-5 * np.abs(expected).max())
+
+
+def test_pre_relu_probe_equals_the_raw_conv_means(photo_files, vgg16_weights, torch_vgg16):
+  photo = fileio.read_image(photo_files["chelsea.jpg"])
+  result = probe_lib.probe(vgg16_weights, photo, resolve_target(24, pre_relu=True))
+  expected = torch_means(torch_vgg16, photo, 24, pre_relu=True)
+  assert expected.min() < 0 and relative_error(result.means, expected) <= 1e-5
+  post = probe_lib.probe(vgg16_weights, photo, resolve_target(24))
+  assert relative_error(post.means, expected) > 0.1  # the two readings really differ
 
 
 def test_probe_cli_json_and_table(photo_files, vgg16_safetensors):
@@ -57,6 +58,10 @@ def test_probe_cli_json_and_table(photo_files, vgg16_safetensors):
   report = json.loads(run_cli(*args, "--json").stdout)
   assert report["image"] == str(photo) and report["layer"] == 10
   assert report["layer_name"] == "conv3_1" and len(report["means"]) == 256
+  assert report["pre_relu"] is False and report["reads"] == "relu3_1"
+  assert min(report["means"]) >= 0
+  pre = json.loads(run_cli(*args, "--json", "--pre-relu").stdout)
+  assert pre["pre_relu"] is True and pre["reads"] == "conv3_1" and min(pre["means"]) < 0
   assert [row["rank"] for row in report["top"]] == [1, 2, 3, 4, 5]
   means = np.array(report["means"])
   assert [row["map"] for row in report["top"]] == list(np.argsort(-means, kind="stable")[:5])
@@ -195,9 +200,12 @@ def test_python_api_probe_and_top_images(photo_files, photo_folder, vgg16_weight
   result = jaxviz.probe_photo(photo_files["astronaut.png"], "conv3_1", weights=vgg16_weights,
                               top=5, maps=[9])
   direct = probe_lib.probe(vgg16_weights, fileio.read_image(photo_files["astronaut.png"]),
-                           layers.resolve_layer(10), top=5, maps=[9])
+                           resolve_target(10), top=5, maps=[9])
   np.testing.assert_array_equal(result.means, direct.means)
   assert result.asked == direct.asked and result.top == direct.top
+  pre = jaxviz.probe_photo(photo_files["astronaut.png"], "conv3_1", weights=vgg16_weights,
+                           pre_relu=True)
+  assert pre.target.pre_relu and pre.means.min() < 0 <= result.means.min()
   scores = jaxviz.top_images(photo_folder, 10, weights=vgg16_weights, batch=2)
   assert scores.means.shape == (4, 256) and len(scores.skipped) == 1
   ranked = scores.top_images(9, 4)

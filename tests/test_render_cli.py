@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -10,15 +11,21 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import jaxviz
 from jaxviz import api, engine, fileio, layers
+from jaxviz import weights as weights_lib
 from jaxviz.errors import JaxvizError
+from jaxviz.objectives import resolve_target
 
-from conftest import assert_names_all, error_line, run_cli
+import torch_reference
+from conftest import assert_names_all, error_line, run_cli, save_pth, start_images
 
 TINY = ["--size0", "32", "--scales", "2", "--steps", "3"]
 TINY_SCHEDULE = engine.Schedule(size0=32, scales=2, steps=3)
@@ -168,3 +175,53 @@ def test_parse_maps_orders_and_dedupes():
   assert len(layers.parse_maps("all", layer)) == 512
   with pytest.raises(JaxvizError):
     layers.parse_maps("", layer)
+
+
+SMALL = engine.Schedule(size0=32, scales=3, steps=10)
+
+
+def test_init_photo_becomes_the_start_array_in_the_render_dtype(photo_files, vgg16_weights,
+                                                                torch_vgg16):
+  """--init in float64 never passes through float32: 8-bit values / 255 and the resize in
+  float64, as torch computes them; the render from it equals the write-up's loop."""
+  photo = photo_files["chelsea.jpg"]
+  pixels = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB")) / 255.0)
+  expected = F.interpolate(pixels.permute(2, 0, 1)[None], size=(32, 32), mode="bicubic",
+                           align_corners=False)[0].permute(1, 2, 0).numpy()
+  start = api.start_from_photo(photo, 32, "float64")
+  assert start.dtype == np.float64
+  np.testing.assert_allclose(start, expected, rtol=0, atol=1e-12)
+  single = api.start_from_photo(photo, 32, "float32")
+  assert single.dtype == np.float32 and 0 < np.abs(single - expected).max() < 1e-5
+
+  images = jaxviz.render(10, [4], weights=vgg16_weights, schedule=SMALL, init=photo,
+                         dtype="float64")
+  reference, _ = torch_reference.render_map(torch_vgg16, 10, 4, expected, SMALL)
+  np.testing.assert_allclose(images[0], reference, rtol=0, atol=1e-6)
+
+
+def test_a_dead_map_is_reported_and_rendered_as_the_write_up_does(tmp_path, torch_vgg16):
+  """Map 7 of conv3_1 below zero everywhere (bias -1000): no gradient, only weight decay."""
+  model = copy.deepcopy(torch_vgg16)
+  with torch.no_grad():
+    model.features[10].bias[7] = -1000.0
+  weights_file = save_pth(model, tmp_path / "dead7.pth")
+  out = tmp_path / "o"
+  result = run_cli("render", "--layer", "10", "--maps", "5,7", "--weights", weights_file,
+                   "--dtype", "float64", "--out", out, "--size0", "32", "--scales", "3",
+                   "--steps", "10")
+  assert "map 7 is dead at the start" in result.output and "never came alive" in result.output
+  assert "map 5 is dead" not in result.output
+  record = json.loads((out / "render.json").read_text())
+  assert record["dead_at_start"] == {"7": None}
+  assert record["objectives"]["7"] == [0.0, 0.0, 0.0]
+
+  loaded = weights_lib.resolve(str(weights_file))
+  ours = engine.render_batch(loaded.params, np.array([5, 7]), jax.random.key(0), SMALL,
+                             resolve_target(10), dtype="float64")
+  assert list(ours.dead_at_start) == [False, True]
+  expected, _ = torch_reference.render_map(model, 10, 7, start_images([7])[0], SMALL)
+  np.testing.assert_allclose(ours.images[1], expected, rtol=0, atol=1e-6)
+
+  run_cli("atlas", out)
+  assert (out / "index.html").read_text().count("dead at start") == 2  # badge and summary
