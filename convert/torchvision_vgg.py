@@ -15,6 +15,7 @@ Transforms:
 from __future__ import annotations
 
 import os
+import pickle
 import urllib.error
 from pathlib import Path
 from typing import Callable
@@ -106,6 +107,7 @@ def state_dict_to_flat(state_dict: dict[str, np.ndarray], arch: str,
   report = mismatch({key: tuple(value.shape) for key, value in state_dict.items()}, arch)
   if report:
     raise JaxvizError(f"{source} is not a torchvision {arch} state dict: {report}")
+  weights_lib.check_finite(state_dict, source)
   return {flax_key: np.ascontiguousarray(transform(np.asarray(state_dict[torch_key],
                                                               np.float32)))
           for torch_key, flax_key, transform in weight_table(arch)}
@@ -118,6 +120,12 @@ def read_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
     raise JaxvizError(f"weights file not found: {path}")
   try:
     loaded = torch.load(path, map_location="cpu", weights_only=True)
+  except pickle.UnpicklingError as error:
+    if "Unsupported global" not in str(error):
+      raise JaxvizError(f"cannot read weights {path}: not a PyTorch state dict file") from None
+    # weights_only refuses pickled classes: a whole `torch.save(model)`, for one.
+    raise JaxvizError(f"{path} holds pickled Python objects (a whole model?), not a state "
+                      "dict; save model.state_dict() instead") from None
   except Exception as error:  # torch raises many types for truncated or foreign files
     first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
     raise JaxvizError(f"cannot read weights {path}: {first_line[:200]}") from None

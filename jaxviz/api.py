@@ -16,7 +16,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from jaxviz import engine, fileio, figures, layers, ops
+from jaxviz import engine, fileio, figures, layers, ops, settings
 from jaxviz import probe as probe_lib
 from jaxviz.errors import JaxvizError
 from jaxviz.objectives import Target, resolve_target
@@ -81,9 +81,14 @@ def render(layer: str | int, maps: Sequence[int] | str, *, weights: str | Weight
   if batch == "auto":
     batch = engine.auto_batch(schedule, target, dtype)
   mesh, workers = engine.local_execution()
-  results = engine.iter_render(loaded.params, maps, jax.random.key(seed), schedule, target,
-                               batch=batch, start=start, dtype=dtype, driver=driver,
-                               mesh=mesh, workers=workers)
+  results = list(engine.iter_render(loaded.params, maps, settings.prng_key(seed), schedule,
+                                    target, batch=batch, start=start, dtype=dtype,
+                                    driver=driver, mesh=mesh, workers=workers))
+  failed = {int(m): reason for result in results
+            for m, reason in zip(result.maps, map(result.failure, range(len(result.maps))))
+            if reason}
+  if failed:
+    raise failures_error(failed)
   return np.concatenate([result.images for result in results])
 
 
@@ -147,41 +152,110 @@ def record_name(process_index: int = 0, process_count: int = 1) -> str:
   return RECORD_NAME if process_count == 1 else f"render.p{process_index}.json"
 
 
+def _record_problem(record) -> str | None:
+  """What makes `record` unusable as a render record, or None if nothing does."""
+  if not isinstance(record, dict):
+    return "not a JSON object"
+  record.setdefault("dead_at_start", {})  # fields added after the first format
+  record.setdefault("failed", {})
+  shapes = {"identity_hash": str, "identity": dict, "sides": list, "files": dict,
+            "objectives": dict, "runs": list, "dead_at_start": dict, "failed": dict}
+  wrong = [name for name, kind in shapes.items() if not isinstance(record.get(name), kind)]
+  if wrong:
+    return f"missing or malformed {', '.join(wrong)}"
+  identity = record["identity"]
+  if not (all(key in identity for key in ("layer", "arch", "seed", "dtype"))
+          and isinstance(identity.get("weights"), dict)
+          and {"label", "random"} <= set(identity["weights"])):
+    return "its identity lacks the layer, arch, seed, dtype or weights"
+  if not all(str(m).isdigit() and isinstance(name, str) for m, name in record["files"].items()):
+    return "malformed files"
+  if not all(str(m).isdigit() and isinstance(values, list) and values
+             for m, values in record["objectives"].items()):
+    return "malformed objectives"
+  return None
+
+
 def read_record(path) -> dict | None:
+  """A render record, checked for shape; None if there is none.
+
+  Raises:
+    JaxvizError: naming the file and what to do, if it is unreadable, not
+      JSON, or not a record (truncated, edited, another program's file).
+  """
   path = Path(path)
   if not path.is_file():
     return None
   try:
-    return json.loads(path.read_text())
-  except (OSError, json.JSONDecodeError) as error:
-    raise JaxvizError(f"cannot read {path}: {error}") from None
+    record = json.loads(path.read_text())
+    problem = _record_problem(record)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    problem = str(error)
+  if problem is not None:
+    raise JaxvizError(f"{path} is not a readable jaxviz render record ({problem}); move it "
+                      "away, or rerun with --force to start over")
+  return record
 
 
-def read_records(out_dir) -> list[dict]:
-  """Every render record in a directory (one per process that wrote there)."""
-  paths = sorted(Path(out_dir).glob("render*.json"))
-  return [record for record in map(read_record, paths) if record]
+def read_records(out_dir, skip_broken: bool = False) -> list[dict]:
+  """Every render record in a directory (one per process that wrote there).
+
+  With `skip_broken`, records that `read_record` refuses are left out instead.
+  """
+  records = []
+  for path in sorted(Path(out_dir).glob("render*.json")):
+    try:
+      record = read_record(path)
+    except JaxvizError:
+      if not skip_broken:
+        raise
+      continue
+    if record:
+      records.append(record)
+  return records
 
 
-def finished_maps(out_dir, identity_hash_: str | None = None) -> dict[int, str]:
+def finished_maps(out_dir, identity_hash_: str | None = None,
+                  skip_broken: bool = False) -> dict[int, str]:
   """Maps some record lists whose PNG is on disk: {map: file name}.
 
   With `identity_hash_`, only records made with those settings count.
   """
   done: dict[int, str] = {}
-  for record in read_records(out_dir):
-    if identity_hash_ is None or record.get("identity_hash") == identity_hash_:
-      done.update({int(m): name for m, name in record.get("files", {}).items()
+  for record in read_records(out_dir, skip_broken):
+    if identity_hash_ is None or record["identity_hash"] == identity_hash_:
+      done.update({int(m): name for m, name in record["files"].items()
                    if (Path(out_dir) / name).is_file()})
   return done
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderOutcome:
+  """What one `render_to_dir` call did.
+
+  Attributes:
+    record: the directory's render record (this process's) after the call.
+    rendered: maps rendered and written by this call.
+    skipped: maps already finished before the call.
+    failed: {map: reason} for maps whose render failed in this call.
+    wall_time_s: this call's rendering time.
+  """
+
+  record: dict
+  rendered: list[int]
+  skipped: int
+  failed: dict[int, str]
+  wall_time_s: float
 
 
 def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir, *, seed: int,
                   schedule: engine.Schedule, batch: int, dtype: str, driver: str,
                   init_path=None, force: bool = False, process_index: int = 0,
                   process_count: int = 1, on_steps=None, on_plan=None, on_batch=None,
-                  on_out_of_memory=None, on_dead=None) -> dict:
+                  on_out_of_memory=None, on_dead=None, on_failed=None) -> "RenderOutcome":
   """Renders maps into `out_dir`: one PNG per map, `grid.png` and `render.json`.
+
+  Returns the record and what this call did (`RenderOutcome`).
 
   `render.json` records the settings that decide the images (and their hash),
   the device, each map's objective per scale and file, and the wall time.
@@ -199,59 +273,92 @@ def render_to_dir(loaded: Weights, target: Target, maps: Sequence[int], out_dir,
   `engine._batched_dead`) are rendered as the write-up's code renders them and
   reported: `record["dead_at_start"][map]` is the first scale whose final
   objective is non-zero (it came alive), or None; `on_dead(map, that scale)`.
+
+  A map whose objective or image stops being finite (`BatchResult.failure`)
+  is not written: it goes into `record["failed"]` and `RenderOutcome.failed`
+  with the reason (`on_failed(map, reason)` as it happens); the others finish.
+  With nothing left to render, nothing is written, so finished renders can be
+  read from a read-only directory.
   """
   out_dir = Path(out_dir)
   identity = identity_record(loaded, target, seed=seed, schedule=schedule, dtype=dtype,
                              init_path=init_path)
   digest = identity_hash(identity)
   record_path = out_dir / record_name(process_index, process_count)
-  record = read_record(record_path)
-  if record is not None and record.get("identity_hash") != digest and not force:
+  try:
+    record = read_record(record_path)
+  except JaxvizError:
+    if not force:
+      raise
+    record = None
+  if record is not None and record["identity_hash"] != digest and not force:
     raise JaxvizError(
         f"{out_dir} holds renders made with other settings or weights "
-        f"({describe_difference(record.get('identity', {}), identity)}); use another --out, "
+        f"({describe_difference(record['identity'], identity)}); use another --out, "
         "or --force to start over")
-  if record is None or record.get("identity_hash") != digest:
+  if record is None or record["identity_hash"] != digest:
     record = {"identity_hash": digest, "identity": identity, "layer_name": target.layer.name,
               "reads": target.read.name, "sides": list(schedule.sides()), "files": {},
-              "objectives": {}, "dead_at_start": {}, "runs": []}
+              "objectives": {}, "dead_at_start": {}, "failed": {}, "runs": []}
   maps = list(maps)[process_index::process_count]
   mesh, workers = engine.local_execution()
-  done = finished_maps(out_dir, digest)
+  done = finished_maps(out_dir, digest, skip_broken=force)
   todo = [m for m in maps if m not in done]
   if on_plan:
     batches = -(-len(todo) // engine.effective_batch(batch, len(todo), mesh, workers)) \
         if todo else 0
     on_plan(len(maps) - len(todo), len(todo), batches * schedule.total_steps())
+  if not todo:
+    return RenderOutcome(record, [], len(maps), {}, 0.0)
+  fileio.ensure_writable_dir(out_dir)
   run = {"maps": todo, "batch": batch, "workers": workers,
          "driver": engine.resolve_driver(driver),
          "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
   record["runs"].append(run)
   start = None if init_path is None else start_from_photo(init_path, schedule.size0, dtype)
   began = time.perf_counter()
-  results = engine.iter_render(loaded.params, todo, jax.random.key(seed), schedule, target,
+  results = engine.iter_render(loaded.params, todo, settings.prng_key(seed), schedule, target,
                                batch=batch, start=start, dtype=dtype, driver=driver,
                                mesh=mesh, workers=workers, on_steps=on_steps,
-                               on_out_of_memory=on_out_of_memory) if todo else []
+                               on_out_of_memory=on_out_of_memory)
+  failed: dict[int, str] = {}
   for result in results:
-    for map_index, image, objectives, dead in zip(result.maps, result.images, result.objectives,
-                                                  result.dead_at_start):
-      name = map_filename(target.layer, int(map_index))
-      fileio.write_png(out_dir / name, image)
-      record["files"][str(map_index)] = name
-      record["objectives"][str(map_index)] = [float(v) for v in objectives]
-      if dead:
+    for row, map_index in enumerate(int(m) for m in result.maps):
+      key = str(map_index)
+      reason = result.failure(row)
+      if reason:
+        failed[map_index] = record["failed"][key] = reason
+        if on_failed:
+          on_failed(map_index, reason)
+        continue
+      name = map_filename(target.layer, map_index)
+      fileio.write_png(out_dir / name, result.images[row])
+      record["failed"].pop(key, None)
+      record["files"][key] = name
+      objectives = [float(v) for v in result.objectives[row]]
+      record["objectives"][key] = objectives
+      if result.dead_at_start[row]:
         alive = [scale for scale, value in enumerate(objectives) if value != 0]
-        record["dead_at_start"][str(map_index)] = alive[0] if alive else None
+        record["dead_at_start"][key] = alive[0] if alive else None
         if on_dead:
-          on_dead(int(map_index), alive[0] if alive else None)
+          on_dead(map_index, alive[0] if alive else None)
     run["wall_time_s"] = round(time.perf_counter() - began, 3)
     fileio.write_json(record_path, record)
     if on_batch:
       on_batch(len(result.maps))
   fileio.write_json(record_path, record)
-  write_grid(out_dir, digest, title=f"{target.describe()}, weights: {loaded.label}")
-  return record
+  write_grid(out_dir, digest, f"{target.describe()}, weights: {loaded.label}", skip_broken=force)
+  rendered = [m for m in todo if m not in failed]
+  return RenderOutcome(record, rendered, len(maps) - len(todo), failed, run["wall_time_s"])
+
+
+def failures_error(failed: dict[int, str], out_dir=None) -> JaxvizError:
+  """The one error a render with failed maps ends with, after the others are finished."""
+  map_index, reason = next(iter(failed.items()))
+  where = (f"; no image was written for it, the others are in {out_dir} and its render "
+           "record lists the failures" if out_dir is not None else "")
+  return JaxvizError(f"{len(failed)} map{'s' if len(failed) > 1 else ''} failed (map "
+                     f"{map_index}: {reason}){where}")
 
 
 def describe_difference(old: dict, new: dict) -> str:
@@ -259,16 +366,16 @@ def describe_difference(old: dict, new: dict) -> str:
   return "differs in " + ", ".join(changed) if changed else "an older record format"
 
 
-def load_renders(out_dir, maps: Sequence[int] | None = None,
-                 identity_hash_: str | None = None) -> dict[int, np.ndarray]:
+def load_renders(out_dir, maps: Sequence[int] | None = None, identity_hash_: str | None = None,
+                 skip_broken: bool = False) -> dict[int, np.ndarray]:
   """The finished renders among `maps` (None: all) in a render directory, as [0, 1] arrays."""
-  files = finished_maps(out_dir, identity_hash_)
+  files = finished_maps(out_dir, identity_hash_, skip_broken)
   wanted = sorted(files) if maps is None else [m for m in maps if m in files]
   return {m: fileio.read_image(Path(out_dir) / files[m]) for m in wanted}
 
 
-def write_grid(out_dir, identity_hash_: str, title: str) -> None:
-  images = load_renders(out_dir, None, identity_hash_)
+def write_grid(out_dir, identity_hash_: str, title: str, skip_broken: bool = False) -> None:
+  images = load_renders(out_dir, None, identity_hash_, skip_broken)
   if images:
     figures.render_grid(list(images.values()), list(images), Path(out_dir) / "grid.png",
                         suptitle=title)

@@ -6,8 +6,8 @@ User errors (`JaxvizError`) print one line on stderr and exit 1; Ctrl-C exits
 
 from __future__ import annotations
 
+import contextvars
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -16,6 +16,7 @@ import typer
 
 from jaxviz import layers as layers_lib
 from jaxviz.errors import JaxvizError
+from jaxviz.settings import check_seed
 
 app = typer.Typer(
     help="See what VGG16's feature maps have learnt: activation maximisation in JAX.",
@@ -54,18 +55,40 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def user_errors(command):
-  """Turns JaxvizError and Ctrl-C into a one-line message and a non-zero exit."""
+  """Turns JaxvizError and Ctrl-C into a one-line message and a non-zero exit.
+
+  With --json, stdout still holds one JSON document: the command's result if
+  it printed one before failing, else {"error": message}.
+  """
 
   @functools.wraps(command)
   def wrapper(*args, **kwargs):
+    printed = _json_printed.set(False)
     try:
       return command(*args, **kwargs)
     except JaxvizError as error:
-      _fail(str(error))
+      message, code = str(error), 1
     except KeyboardInterrupt:
-      _fail("interrupted", 130)
+      message, code = "interrupted", 130
+    finally:
+      json_done = _json_printed.get()
+      _json_printed.reset(printed)
+    if kwargs.get("as_json") and not json_done:
+      _echo_json({"error": message})
+    _fail(message, code)
 
   return wrapper
+
+
+# Whether the running command has printed its JSON result (see `user_errors`).
+_json_printed = contextvars.ContextVar("jaxviz_json_printed", default=False)
+
+
+def _echo_json(data) -> None:
+  from jaxviz import fileio
+
+  typer.echo(fileio.json_text(data))
+  _json_printed.set(True)
 
 
 def _load_weights(spec: str, arch: str):
@@ -103,7 +126,7 @@ def layers(
            "pre_relu_reads": layer.name if layer.kind == "conv" else None}
           for layer in layers_lib.feature_layers(arch)]
   if as_json:
-    typer.echo(json.dumps({"arch": arch, "input_size": side, "layers": rows}, indent=2))
+    _echo_json({"arch": arch, "input_size": side, "layers": rows})
     return
   typer.echo(f"{arch}, input {side}x{side}")
   typer.echo(f"{'index':>5}  {'name':<8} {'kind':<5} {'channels':>8}  {'output':<8} reads")
@@ -170,8 +193,8 @@ def classify(
   loaded = _load_weights(weights, arch)
   ranked = classify_lib.classify(loaded, photo, top, precision)
   if as_json:
-    typer.echo(json.dumps({"image": str(image), "weights": loaded.label,
-                           "random_weights": loaded.is_random, "top": ranked}, indent=2))
+    _echo_json({"image": str(image), "weights": loaded.label,
+                "random_weights": loaded.is_random, "top": ranked})
     return
   for row in ranked:
     typer.echo(f"{row['prob']:8.4f}  {row['logit']:9.3f}  {row['index']:>4}  {row['label']}")
@@ -237,7 +260,7 @@ def _batch_size(batch: str, schedule, target, dtype: str) -> int:
 
 
 def _render_with_progress(loaded, target, maps, out, *, label: str, count_maps: bool = False,
-                          **settings) -> dict:
+                          **settings):
   """api.render_to_dir with a progress bar over optimisation steps, or over maps
   (`count_maps`, for whole layers), reporting skipped maps and halved batches."""
   from jaxviz import api
@@ -256,6 +279,9 @@ def _render_with_progress(loaded, target, maps, out, *, label: str, count_maps: 
     def advance(n: int) -> None:
       progress.advance(task, n)
 
+    def on_failed(map_index: int, reason: str) -> None:
+      progress.console.print(f"map {map_index} failed: {reason}; no image written")
+
     def on_dead(map_index: int, alive_scale: int | None) -> None:
       fate = ("never came alive" if alive_scale is None
               else f"came alive at scale {alive_scale}")
@@ -266,7 +292,8 @@ def _render_with_progress(loaded, target, maps, out, *, label: str, count_maps: 
     return api.render_to_dir(loaded, target, maps, out, on_plan=on_plan,
                              on_steps=None if count_maps else advance,
                              on_batch=advance if count_maps else None,
-                             on_out_of_memory=on_out_of_memory, on_dead=on_dead, **settings)
+                             on_out_of_memory=on_out_of_memory, on_dead=on_dead,
+                             on_failed=on_failed, **settings)
 
 
 @app.command()
@@ -304,10 +331,11 @@ def render(
 
   Example: [bold]jaxviz render --layer 24 --maps 271,15 --out renders/[/bold]
   """
-  from jaxviz import fileio
+  from jaxviz import api, fileio
 
   schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
   _check_render_options(dtype, driver, batch)
+  check_seed(seed)
   if init is not None:
     fileio.read_image(init)
   fileio.ensure_writable_dir(out)
@@ -316,18 +344,20 @@ def render(
   loaded, target = _load_target(weights, arch, layer, pre_relu, precision)
   map_list = layers_lib.parse_maps(maps, target.layer)
   schedule.check(target)
-  record = _render_with_progress(
+  outcome = _render_with_progress(
       loaded, target, map_list, out, seed=seed, schedule=schedule,
       batch=_batch_size(batch, schedule, target, dtype), dtype=dtype,
       driver=driver, init_path=init, force=force,
       label=f"{target.describe()}, {len(map_list)} maps")
   if as_json:
-    typer.echo(json.dumps(record, indent=2))
+    _echo_json(outcome.record)
   else:
-    typer.echo(f"wrote {len(map_list)} renders, grid.png and render.json to {out} "
-               f"in {record['runs'][-1]['wall_time_s']:.1f} s")
+    typer.echo(f"wrote {len(outcome.rendered)} renders, grid.png and render.json to {out} "
+               f"in {outcome.wall_time_s:.1f} s")
   if loaded.is_random:
     typer.echo("(random weights: these renders show an untrained network)", err=True)
+  if outcome.failed:
+    raise api.failures_error(outcome.failed, out)
 
 
 @app.command()
@@ -378,7 +408,7 @@ def probe(
   draw_renders = out is not None and not no_renders
   if draw_renders:
     _check_render_options(dtype, driver, batch)
-    fileio.ensure_writable_dir(renders)
+    check_seed(seed)
   if out is not None:
     fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
   photo = fileio.read_image(image)
@@ -389,14 +419,16 @@ def probe(
   result = probe_lib.probe(loaded, photo, target, top=top, maps=map_ or ())
   top_maps = [m for _, m, _ in result.top]
 
+  failed: dict[int, str] = {}
   if out is not None:
     rendered = None
     if draw_renders:
-      record = _render_with_progress(
+      outcome = _render_with_progress(
           loaded, target, top_maps, renders, seed=seed, schedule=schedule,
           batch=_batch_size(batch, schedule, target, dtype), dtype=dtype, driver=driver,
           label=f"rendering the top {len(top_maps)} maps into {renders}")
-      rendered = api.load_renders(renders, top_maps, record["identity_hash"])
+      failed = outcome.failed
+      rendered = api.load_renders(renders, top_maps, outcome.record["identity_hash"])
     footnote = f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
     if target.layer.kind == "conv":  # the write-up's own title, and how the layer was read
       layer_title = f"Conv layer{target.layer.index}" + (" (pre-ReLU)" if target.pre_relu else "")
@@ -406,7 +438,7 @@ def probe(
                          footnote=footnote)
 
   if as_json:
-    typer.echo(json.dumps(result.to_json(str(image), loaded.label), indent=2))
+    _echo_json(result.to_json(str(image), loaded.label))
     return
   typer.echo(f"{target.describe()}, {image}")
   typer.echo(f"{'rank':>4}  {'map':>4}  mean")
@@ -418,6 +450,8 @@ def probe(
                f"({verdict} the top {top})")
   if out is not None:
     typer.echo(f"figure: {out}")
+  if failed:
+    raise api.failures_error(failed, renders)
 
 
 @app.command("top-images")
@@ -474,7 +508,7 @@ def top_images(
     if out is not None:
       fileio.write_json(out, table)
     if as_json or out is None:
-      typer.echo(json.dumps(table, indent=2))
+      _echo_json(table)
     else:
       typer.echo(f"wrote the top {top} photos of all {target.layer.channels} maps to {out} "
                  f"({len(scores.images)} images, {len(skipped)} skipped)")
@@ -486,9 +520,8 @@ def top_images(
                         [f"{p.name}\n{v:.3f}" for p, v in ranked], out, min(3, len(ranked)),
                         suptitle=f"{target.describe()} map {map_}, weights: {loaded.label}")
   if as_json:
-    typer.echo(json.dumps({**probe_lib.target_json(target), "map": map_,
-                           "top": [{"image": str(p), "mean": v} for p, v in ranked],
-                           "skipped": skipped}, indent=2))
+    _echo_json({**probe_lib.target_json(target), "map": map_,
+                "top": [{"image": str(p), "mean": v} for p, v in ranked], "skipped": skipped})
     return
   for rank, (path, mean) in enumerate(ranked, 1):
     typer.echo(f"{rank:>3}  {mean:9.4f}  {path}")
@@ -539,12 +572,15 @@ def sweep(
   """
   import jax
 
-  from jaxviz import atlas, fileio
+  from jaxviz import api, atlas, fileio
 
   schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
   _check_render_options(dtype, driver, batch)
-  if process_count < 1 or not 0 <= (process_index or 0) < process_count:
-    raise JaxvizError(f"--process-index must be in 0..{process_count - 1}")
+  check_seed(seed)
+  if process_count < 1:
+    raise JaxvizError(f"--process-count must be at least 1, got {process_count}")
+  if not 0 <= (process_index or 0) < process_count:
+    raise JaxvizError(f"--process-index must be in 0..{process_count - 1}, got {process_index}")
   table = atlas.read_top_images(top_images) if top_images is not None else None
   fileio.ensure_writable_dir(out)
   if distributed:
@@ -561,17 +597,18 @@ def sweep(
              + (f", process {process_index or 0} of {process_count}" if process_count > 1
                 else ""), err=True)
 
-  api_record = _render_with_progress(
+  outcome = _render_with_progress(
       loaded, target, map_list, out, count_maps=True, seed=seed, schedule=schedule,
       batch=chunk, dtype=dtype, driver=driver, force=force, process_index=process_index or 0,
       process_count=process_count,
       label=f"{target.describe()} maps")
   index = atlas.build_atlas(out, table)
-  run = api_record["runs"][-1]
-  typer.echo(f"{len(api_record['files'])} maps in {out} ({len(run['maps'])} rendered now in "
-             f"{run['wall_time_s']:.1f} s); atlas: {index}")
+  typer.echo(f"{len(outcome.record['files'])} maps in {out} ({len(outcome.rendered)} rendered "
+             f"now in {outcome.wall_time_s:.1f} s); atlas: {index}")
   if loaded.is_random:
     typer.echo("(random weights: these renders show an untrained network)", err=True)
+  if outcome.failed:
+    raise api.failures_error(outcome.failed, out)
 
 
 @app.command("atlas")

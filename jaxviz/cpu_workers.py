@@ -23,6 +23,7 @@ import dataclasses
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 from typing import Any, BinaryIO, Callable, Sequence
@@ -145,7 +146,6 @@ class WorkerPool:
 def _die_with_parent() -> None:
   if sys.platform.startswith("linux"):
     import ctypes
-    import signal
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
@@ -189,6 +189,9 @@ def _child_main(core: int, requests: BinaryIO, replies: BinaryIO) -> None:
 
 def main() -> None:
   """The child's entry point (`CoreWorker` starts it; argv[1] is the core)."""
+  # Ctrl-C reaches the whole process group; the parent alone answers it (one
+  # line, exit 130) and stops its workers, which must not print their own.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
   _die_with_parent()
   # The protocol owns the real stdout; anything else printed goes to stderr.
   replies = os.fdopen(os.dup(1), "wb")

@@ -29,6 +29,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import math
 import os
 from typing import Callable, Iterator, Sequence
 
@@ -45,6 +46,10 @@ from jaxviz.objectives import Target, channel_mean
 
 DTYPES = ("float32", "float64")
 DRIVERS = ("auto", "loop", "scan")
+# Beyond these a render is a mistake rather than a choice: one 4096 px map of
+# conv5_1 keeps ~10 GB of activations alive, and sides are computed per scale.
+MAX_SIDE = 4096
+MAX_SCALES = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,20 +81,39 @@ class Schedule:
   def total_steps(self) -> int:
     return sum(self.steps_at(i) for i in range(self.scales))
 
+  def _largest_side(self) -> float:
+    """The last scale's side, or inf once a side would pass MAX_SIDE (a huge upscale
+    must not reach int(), which overflows)."""
+    side = self.size0
+    for _ in range(self.scales - 1):
+      grown = self.upscale * side
+      if grown > MAX_SIDE:
+        return math.inf
+      side = int(grown)
+    return side
+
   def check(self, target: Target) -> None:
-    """Raises JaxvizError for settings the loop cannot run."""
+    """Raises JaxvizError for settings the loop cannot run (non-finite numbers included)."""
+    for name, value in (("lr", self.lr), ("weight-decay", self.weight_decay),
+                        ("upscale", self.upscale)):
+      if not math.isfinite(value):
+        raise JaxvizError(f"--{name} must be a finite number, got {value}")
     minimum = target.layer.min_input_side
     if self.size0 < minimum:
       raise JaxvizError(f"--size0 {self.size0} is too small for layer {target.layer.index} "
                         f"({target.layer.name}): the minimum is {minimum}")
-    if self.scales < 1 or self.steps < 1:
-      raise JaxvizError("--scales and --steps must be at least 1")
+    if not 1 <= self.scales <= MAX_SCALES or self.steps < 1:
+      raise JaxvizError(f"--scales must be in 1..{MAX_SCALES} and --steps at least 1")
     if not self.lr > 0:
       raise JaxvizError(f"--lr must be positive, got {self.lr}")
+    if not self.weight_decay >= 0:
+      raise JaxvizError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
     if self.blur < 1 or self.blur % 2 == 0:
       raise JaxvizError(f"--blur must be a positive odd number (1 = none), got {self.blur}")
     if not self.upscale >= 1:
       raise JaxvizError(f"--upscale must be at least 1, got {self.upscale}")
+    if self._largest_side() > MAX_SIDE:
+      raise JaxvizError(f"--size0, --upscale and --scales give sides above {MAX_SIDE} px")
     if self.scales > 1 and self.size0 <= self.blur // 2:
       raise JaxvizError(f"a {self.blur}x{self.blur} blur needs sides above {self.blur // 2}")
 
@@ -214,6 +238,17 @@ class BatchResult:
   images: np.ndarray
   objectives: np.ndarray
   dead_at_start: np.ndarray
+
+  def failure(self, row: int) -> str | None:
+    """Why map `row` failed, or None: its objective or image stopped being finite
+    (weights whose activations overflow, say), so its image is not a render."""
+    bad_scales = np.flatnonzero(~np.isfinite(self.objectives[row]))
+    if bad_scales.size:
+      scale = int(bad_scales[0])
+      return f"its objective became {self.objectives[row, scale]} at scale {scale}"
+    if not np.isfinite(self.images[row]).all():
+      return "its image became non-finite"
+    return None
 
   def first(self, count: int) -> "BatchResult":
     """The first `count` maps: drops the padding `iter_batches` added."""

@@ -1,8 +1,9 @@
-"""Files: atomic writes, images in and out, hashes.
+"""Files: atomic writes, images in and out, hashes, JSON.
 
 Every output goes through `atomic_write`: the data is written to a temporary
-file beside the target and renamed over it, so a killed process leaves either
-the old file or the complete new one, never half of one.
+file beside the target and renamed over it, so a killed process, a full disk
+or any other failure leaves either the old file or the complete new one, never
+half of one, and a failed write is one `JaxvizError` naming the file.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,12 +23,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jaxviz.errors import JaxvizError
 
+# Photos larger than this are refused before they are decoded: PIL's own
+# decompression-bomb limit (~89 Mpx), which a header can claim for a tiny file.
+MAX_IMAGE_PIXELS = 89_478_485
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
   """Yields a temporary path beside `path`; renames it onto `path` on success.
 
-  On any exception the temporary file is removed and `path` is untouched.
+  On any exception the temporary file is removed and `path` is untouched; an
+  OSError (a full disk, a read-only folder) becomes a JaxvizError naming `path`.
   """
   path = Path(path)
   try:
@@ -35,19 +43,39 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     raise JaxvizError(f"cannot write {path}: {error.strerror or error}") from None
   os.close(fd)
   tmp = Path(tmp_name)
-  os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs should read like any other file
   try:
     yield tmp
+    # After the writer: mkstemp makes 0600 and some writers (safetensors) recreate
+    # the file; outputs should read like any other file.
+    os.chmod(tmp, 0o644)
     with open(tmp, "rb+") as handle:
       os.fsync(handle.fileno())
     os.replace(tmp, path)
+  except OSError as error:
+    raise JaxvizError(f"cannot write {path}: {error.strerror or error}") from None
   finally:
     tmp.unlink(missing_ok=True)
 
 
+def _finite_or_none(data: Any) -> Any:
+  """`data` with every NaN or infinite float replaced by None."""
+  if isinstance(data, float):
+    return data if math.isfinite(data) else None
+  if isinstance(data, dict):
+    return {key: _finite_or_none(value) for key, value in data.items()}
+  if isinstance(data, (list, tuple)):
+    return [_finite_or_none(value) for value in data]
+  return data
+
+
+def json_text(data: Any) -> str:
+  """Strict JSON (RFC 8259): a non-finite float becomes null, never a bare NaN token."""
+  return json.dumps(_finite_or_none(data), indent=2, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
   with atomic_write(path) as tmp:
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(json_text(data) + "\n")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -72,7 +100,15 @@ def read_image(path: str | os.PathLike, dtype=np.float32) -> np.ndarray:
   """
   path, dtype = Path(path), np.dtype(dtype)
   try:
-    with Image.open(path) as image:
+    with warnings.catch_warnings():
+      # PIL warns above its limit and raises above twice it; both are refused below.
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      image_file = Image.open(path)
+    with image_file as image:
+      width, height = image.size
+      if width * height > MAX_IMAGE_PIXELS:
+        raise JaxvizError(f"image too large: {path} is {width}x{height} pixels "
+                          f"(the limit is {MAX_IMAGE_PIXELS:,})")
       image = ImageOps.exif_transpose(image)
       if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # convert("RGB") would clip 16-bit values at 255; scale them first.
@@ -85,6 +121,9 @@ def read_image(path: str | os.PathLike, dtype=np.float32) -> np.ndarray:
     raise JaxvizError(f"expected an image file, got a directory: {path}") from None
   except UnidentifiedImageError:
     raise JaxvizError(f"not an image (or an empty file): {path}") from None
+  except Image.DecompressionBombError:
+    raise JaxvizError(f"image too large: {path} claims more than "
+                      f"{2 * MAX_IMAGE_PIXELS:,} pixels") from None
   except (OSError, ValueError, SyntaxError) as error:
     raise JaxvizError(f"cannot read image {path}: {error}") from None
   return rgb.astype(dtype) / dtype.type(255)

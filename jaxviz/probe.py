@@ -73,6 +73,13 @@ def target_json(target: Target) -> dict:
           "pre_relu": target.pre_relu, "reads": target.read.name}
 
 
+def check_finite_means(means: np.ndarray, target: Target, source: str) -> None:
+  """Refuses NaN or infinite means (weights whose activations overflow) rather than rank them."""
+  if not np.isfinite(means).all():
+    raise JaxvizError(f"{target.describe()} has non-finite activations on {source}: the "
+                      "weights overflow float32 here, so no ranking is meaningful")
+
+
 def probe(weights: Weights, photo: np.ndarray, target: Target, *, top: int = 15,
           maps: Sequence[int] = ()) -> ProbeResult:
   """Ranks the target layer's maps by their mean activation on `photo` (SPEC §3)."""
@@ -87,6 +94,7 @@ def probe(weights: Weights, photo: np.ndarray, target: Target, *, top: int = 15,
   resized = ops.resize_bicubic(jnp.asarray(photo, jnp.float32), INPUT_SIDE, INPUT_SIDE)
   params = vgg.truncate_params(weights.params, target.read, target.arch)
   means = np.asarray(channel_means(params, ops.normalise(resized)[None], target)[0], np.float64)
+  check_finite_means(means, target, "the photo")
   order = ranking(means)
   rank_of = np.empty_like(order)
   rank_of[order] = np.arange(1, len(order) + 1)
@@ -146,8 +154,10 @@ def score_folder(weights: Weights, folder: str | os.PathLike, target: Target, *,
     if not pending:
       return
     stacked = jnp.stack(pending + [jnp.zeros_like(pending[0])] * (batch - len(pending)))
-    means = channel_means(params, stacked, target)
-    rows.append(np.asarray(means[:len(pending)], np.float64))
+    means = np.asarray(channel_means(params, stacked, target)[:len(pending)], np.float64)
+    for path, row in zip(scored[len(scored) - len(pending):], means):
+      check_finite_means(row, target, str(path))
+    rows.append(means)
     pending.clear()
 
   for path in paths:

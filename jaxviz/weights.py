@@ -34,6 +34,7 @@ import safetensors.numpy
 from jaxviz import fileio
 from jaxviz import layers as layers_lib
 from jaxviz.errors import JaxvizError
+from jaxviz.settings import prng_key
 
 FORMAT = "jaxviz-vgg/1"
 CACHE_ENV = "JAXVIZ_CACHE_DIR"
@@ -103,6 +104,19 @@ def mismatch_report(found: dict[str, tuple[int, ...]],
   return "; ".join(problems) or None
 
 
+def check_finite(tensors: dict[str, np.ndarray], source: str) -> None:
+  """Refuses weights holding NaN or Inf, naming the source and the first such tensor.
+
+  A NaN weight does not always show: a ReLU turns NaN into 0, so a probe would
+  print plausible finite means from a broken file.
+  """
+  for key, value in tensors.items():
+    finite = np.isfinite(value)
+    if not finite.all():
+      raise JaxvizError(f"{source}: tensor {key} holds {finite.size - int(finite.sum())} "
+                        "non-finite values (NaN or Inf); these weights cannot be used")
+
+
 def nest(flat: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
   params: dict[str, dict[str, np.ndarray]] = {}
   for key, value in flat.items():
@@ -150,6 +164,7 @@ def load_safetensors(path: str | os.PathLike, label: str | None = None) -> Weigh
   report = mismatch_report({k: v.shape for k, v in flat.items()}, param_shapes(arch))
   if report:
     raise JaxvizError(f"{path} does not hold {arch} parameters: {report}")
+  check_finite(flat, str(path))
   categories = tuple(json.loads(metadata.get("categories", "[]"))) or None
   return Weights(nest(flat), arch, label or str(path), fileio.sha256_file(path), categories)
 
@@ -163,7 +178,7 @@ def random_weights(key: jax.Array | int = 0,
   """
   seed = key if isinstance(key, int) else None
   if isinstance(key, int):
-    key = jax.random.key(key)
+    key = prng_key(key, "the seed of random weights")
   shapes = param_shapes(arch)
   keys = jax.random.split(key, len(shapes))
   flat = {}
