@@ -36,16 +36,18 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-import convert.torchvision_vgg as torchvision_vgg
-from jaxviz import engine, weights as weights_lib
-from jaxviz.objectives import Target, channel_mean, resolve_target
+import jaxviz_convert.torchvision_vgg as torchvision_vgg
+from jaxviz import app, execution, weights as weights_lib
+from jaxviz.optvis import render
+from jaxviz.optvis.recipes import Recipe, Schedule
+from jaxviz.vgg import Target, resolve_target
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
 def torch_loop(model: torch.nn.Module, target: Target, map_index: int, start: np.ndarray,
-               schedule: engine.Schedule, whole_network: bool) -> np.ndarray:
+               schedule: Schedule, whole_network: bool) -> np.ndarray:
   """SPEC §2 in eager PyTorch for one map; the write-up's loop when whole_network.
 
   The write-up's hook on features[L] reads a conv layer after its in-place
@@ -85,11 +87,11 @@ def torch_loop(model: torch.nn.Module, target: Target, map_index: int, start: np
   return image.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
 
 
-def step_flops(params, target: Target, side: int) -> float:
+def step_flops(params, recipe: Recipe, model, side: int) -> float:
   """XLA's FLOP count for one map's forward + input gradient at `side`."""
-  grad = jax.jit(jax.grad(channel_mean, argnums=1), static_argnames="target")
-  image = jnp.zeros((side, side, 3), jnp.float32)
-  analysis = grad.lower(params, image, 0, target=target).compile().cost_analysis()
+  grad = jax.jit(jax.grad(render.objective_value, argnums=3), static_argnums=(0, 1))
+  var = jnp.zeros((recipe.group, side, side, 3), jnp.float32)
+  analysis = grad.lower(recipe, model, params, var, 0).compile().cost_analysis()
   if isinstance(analysis, list):
     analysis = analysis[0]
   return float(analysis["flops"])
@@ -115,15 +117,16 @@ def main() -> None:
   parser.add_argument("--scales", type=int, default=4)
   parser.add_argument("--steps", type=int, default=25)
   parser.add_argument("--batch", default="auto",
-                      help="jaxviz batch sizes to time, comma-separated ('auto': engine.auto_batch)")
+                      help="jaxviz batch sizes to time, comma-separated ('auto': execution.auto_batch)")
   parser.add_argument("--torch-maps", type=int, default=0,
                       help="maps for the PyTorch loops (0: same as --maps); fewer on GPU")
   parser.add_argument("--skip-whole-network", action="store_true")
   parser.add_argument("--json", type=Path, help="also write the figures here")
   args = parser.parse_args()
 
-  schedule = engine.Schedule(size0=args.size0, scales=args.scales, steps=args.steps)
+  schedule = Schedule(size0=args.size0, scales=args.scales, steps=args.steps)
   target = resolve_target(args.layer)
+  recipe = app.layer_recipe(target, schedule)
   torch.manual_seed(0)
   model = torchvision.models.vgg16().eval()
   for parameter in model.parameters():
@@ -133,8 +136,8 @@ def main() -> None:
   maps = list(range(args.maps))
   torch_maps = maps[: args.torch_maps or args.maps]
   key = jax.random.key(0)
-  starts = np.asarray(engine._batched_start(key, jnp.asarray(maps), schedule.size0,
-                                            jnp.float32))
+  starts = np.asarray(jax.vmap(lambda unit: recipe.param.noise(
+      render.map_keys(key, unit)[0], schedule.size0, 1, jnp.float32)[0])(jnp.asarray(maps)))
   device = jax.devices()[0]
   print(f"machine: {os.cpu_count()} CPUs, jax {jax.__version__} on {device.platform} "
         f"({device.device_kind}), torch {torch.__version__} with {torch.get_num_threads()} "
@@ -143,9 +146,10 @@ def main() -> None:
         f"sides {schedule.sides()}, {schedule.total_steps()} steps per map")
 
   figures: dict[str, float] = {}
-  truncated_params = jax.tree.map(jnp.asarray, {k: v for k, v in params.items()})
-  flops_per_map = sum(schedule.steps_at(i) * step_flops(truncated_params, target, side)
-                      for i, side in enumerate(schedule.sides()))
+  truncated_params = jax.tree.map(jnp.asarray, target.model.prune(params,
+                                                                  recipe.objective.layers()))
+  flops_per_map = sum(steps * step_flops(truncated_params, recipe, target.model, side)
+                      for steps, side in zip(recipe.steps, recipe.sides))
   figures["gflop_per_map"] = flops_per_map / 1e9
 
   torch_device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -169,21 +173,23 @@ def main() -> None:
   run_torch("torch_truncated_loop", False)
 
   best = 0.0
-  workers = engine.auto_workers()
+  mesh, workers = execution.local_execution()
   # As the CLI runs: a persistent cache, here a fresh one, which the warm-up
   # call fills and the timed call's worker processes load from.
   xla_cache = tempfile.TemporaryDirectory()
-  engine.use_compilation_cache(xla_cache.name)
+  execution.use_compilation_cache(xla_cache.name)
+  warmup = app.layer_recipe(target, Schedule(size0=schedule.size0, scales=schedule.scales,
+                                             steps=1))
   for text in args.batch.split(","):
-    batch = engine.auto_batch(schedule, target) if text == "auto" else int(text)
-    warmup = engine.Schedule(size0=schedule.size0, scales=schedule.scales, steps=1)
+    batch = (execution.auto_batch(recipe, target.model, params) if text == "auto"
+             else int(text))
     began = time.perf_counter()
-    list(engine.iter_render(params, maps[:batch * workers], key, warmup, target, batch=batch,
-                            workers=workers))
+    list(execution.iter_render(warmup, target.model, params, maps[:batch * workers], key,
+                               batch=batch, mesh=mesh, workers=workers))
     compile_seconds = time.perf_counter() - began
     began = time.perf_counter()
-    results = list(engine.iter_render(params, maps, key, schedule, target, batch=batch,
-                                      workers=workers))
+    results = list(execution.iter_render(recipe, target.model, params, maps, key,
+                                         batch=batch, mesh=mesh, workers=workers))
     seconds = time.perf_counter() - began
     assert sum(len(r.maps) for r in results) == len(maps)
     rate = len(maps) / seconds
@@ -192,7 +198,7 @@ def main() -> None:
     figures[f"{name}_gflop_per_s"] = flops_per_map * rate / 1e9
     figures[f"{name}_first_call_s"] = compile_seconds
     print(f"{name:>22}: {len(maps)} maps in {seconds:7.1f} s = {rate:.3f} maps/s (driver "
-          f"{engine.resolve_driver('auto')}, {workers} workers), "
+          f"{render.resolve_driver('auto')}, {workers} workers), "
           f"{flops_per_map * rate / 1e9:.0f} GFLOP/s; "
           f"first call (compiles) {compile_seconds:.1f} s")
     best = max(best, rate)

@@ -12,6 +12,7 @@ the write-up's code does).
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
@@ -20,9 +21,11 @@ import numpy as np
 import torch
 import torchvision
 
-import convert.torchvision_vgg as torchvision_vgg
-from jaxviz import vgg, weights as weights_lib
-from jaxviz.objectives import channel_mean, resolve_target
+import jaxviz_convert.torchvision_vgg as torchvision_vgg
+from jaxviz import app, vgg, weights as weights_lib
+from jaxviz.optvis import render
+from jaxviz.optvis.recipes import Schedule
+from jaxviz.vgg import resolve_target
 
 
 def best_of(function, repeats: int) -> float:
@@ -62,9 +65,11 @@ def main() -> None:
     images = np.random.default_rng(0).normal(size=(batch, args.side, args.side, 3)).astype(
         np.float32)
     maps = jnp.arange(batch) % layer.channels
-    objective = jax.vmap(channel_mean, in_axes=(None, 0, 0, None))
-    step = jax.jit(jax.grad(lambda p, x, m: objective(p, x, m, target).sum(), argnums=1))
-    x_jax = jnp.asarray(images)
+    recipe = app.layer_recipe(target, Schedule(size0=args.side, scales=1))
+    objective = jax.vmap(functools.partial(render.objective_value, recipe, target.model),
+                         in_axes=(None, 0, 0))
+    step = jax.jit(jax.grad(lambda p, x, m: objective(p, x, m).sum(), argnums=1))
+    x_jax = jnp.asarray(images)[:, None]  # one image per map
     xla = best_of(lambda: step(params, x_jax, maps).block_until_ready(), args.repeats)
 
     x_torch = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).requires_grad_(True)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torchvision
 
-from jaxviz import fileio
+from jaxviz import fileio, vgg
 from jaxviz import layers as layers_lib
 from jaxviz import weights as weights_lib
 from jaxviz.errors import JaxvizError
@@ -76,7 +76,7 @@ def weight_table(arch: str = layers_lib.DEFAULT_ARCH) -> list[tuple[str, str, Tr
 
 def torch_shapes(arch: str = layers_lib.DEFAULT_ARCH) -> dict[str, tuple[int, ...]]:
   """Expected torchvision key -> shape, derived from the Flax shapes."""
-  flax_shapes = weights_lib.param_shapes(arch)
+  flax_shapes = vgg.param_shapes(arch)
   shapes = {}
   for torch_key, flax_key, _ in weight_table(arch):
     shape = flax_shapes[flax_key]

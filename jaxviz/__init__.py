@@ -1,33 +1,40 @@
-"""jaxviz: see what a VGG network's feature maps have learnt, in JAX.
+"""jaxviz: see what a convolutional network's feature maps have learnt, in JAX.
 
   import jaxviz
   images = jaxviz.render("conv5_1", [271, 15])          # activation maximisation
   result = jaxviz.probe_photo("house.jpg", 24, maps=[271])   # the hypothesis test
   scores = jaxviz.top_images("photos/", 24)                  # dataset examples
+  images = jaxviz.render(my_flax_module, params, jaxviz.objectives.Channel("conv2"), [0, 1])
+
+Every name is imported on first use, so that `import jaxviz` (and each CPU
+worker process's start) stays light.
 """
 
-from jaxviz.engine import Schedule
-from jaxviz.errors import JaxvizError
-from jaxviz.layers import Layer, feature_layers, resolve_layer
-from jaxviz.objectives import Target, resolve_target
-from jaxviz.weights import Weights, random_weights, resolve as load_weights
+import importlib
 
 __version__ = "0.1.0"
 
-_API = ("probe_photo", "render", "top_images")
+_LAZY = {
+    "render": "jaxviz.api", "render_layer": "jaxviz.api", "render_model": "jaxviz.api",
+    "probe_photo": "jaxviz.api", "top_images": "jaxviz.api",
+    "load_weights": "jaxviz.app", "Weights": "jaxviz.weights",
+    "random_weights": "jaxviz.weights", "JaxvizError": "jaxviz.errors",
+    "Layer": "jaxviz.layers", "feature_layers": "jaxviz.layers",
+    "resolve_layer": "jaxviz.layers", "Target": "jaxviz.vgg", "resolve_target": "jaxviz.vgg",
+    "VGGModel": "jaxviz.vgg", "Schedule": "jaxviz.optvis.recipes",
+    "Recipe": "jaxviz.optvis.recipes",
+}
+_SUBMODULES = {"objectives": "jaxviz.optvis.objectives", "params": "jaxviz.optvis.params",
+               "transforms": "jaxviz.optvis.transforms", "models": "jaxviz.optvis.models",
+               "recipes": "jaxviz.optvis.recipes"}
 
 
 def __getattr__(name: str):
-  # jaxviz.api pulls in matplotlib and the probe; importing it only when asked
-  # keeps each CPU worker process's start (`jaxviz.cpu_workers`) 0.4 s shorter.
-  if name in _API:
-    from jaxviz import api
-
-    return getattr(api, name)
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  if name in _SUBMODULES:
+    return importlib.import_module(_SUBMODULES[name])
   raise AttributeError(f"module 'jaxviz' has no attribute {name!r}")
 
 
-__all__ = [
-    "JaxvizError", "Layer", "Schedule", "Target", "Weights", "feature_layers", "load_weights",
-    "probe_photo", "random_weights", "render", "resolve_layer", "resolve_target", "top_images",
-]
+__all__ = sorted({*_LAZY, *_SUBMODULES})

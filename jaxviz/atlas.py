@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from jaxviz import api, fileio
+from jaxviz import fileio, store
 from jaxviz.errors import JaxvizError
 
 THUMB_SIDE = 160
@@ -90,6 +90,21 @@ def _photo_thumbnail(photo: str, thumbs: Path) -> str | None:
   return f"thumbs/photos/{name}"
 
 
+def top_images_table(scores, target, weights_label: str, top: int) -> dict:
+  """The `top-images --all-maps` table: every map's `top` photos (this module reads it).
+
+  Format: {"layer", "layer_name", "pre_relu", "reads", "weights", "images" (count),
+  "skipped": [path], "maps": {map: [{"image": path, "mean": score}, ...] best first}}.
+  """
+  from jaxviz import probe as probe_lib
+
+  return {**probe_lib.target_json(target), "weights": weights_label,
+          "images": len(scores.images), "skipped": [str(path) for path, _ in scores.skipped],
+          "maps": {str(m): [{"image": str(path), "mean": value}
+                            for path, value in scores.top_images(m, top)]
+                   for m in range(target.layer.channels)}}
+
+
 def read_top_images(path: str | os.PathLike) -> dict[int, list[dict]]:
   """A `top-images --all-maps` JSON table -> {map: [{"image", "mean"}, ...]}."""
   path = Path(path)
@@ -104,7 +119,7 @@ def build_atlas(out_dir: str | os.PathLike,
                 top_images: dict[int, list[dict]] | None = None) -> Path:
   """Writes `out_dir/index.html` (and thumbnails) for the maps rendered there."""
   out_dir = Path(out_dir)
-  records = api.read_records(out_dir)
+  records = store.read_records(out_dir)
   if not records:
     raise JaxvizError(f"{out_dir} holds no render record (render.json); render or sweep first")
   identity = records[0]["identity"]
@@ -115,7 +130,7 @@ def build_atlas(out_dir: str | os.PathLike,
     if record.get("identity_hash") == digest:
       objectives.update({int(m): values[-1] for m, values in record["objectives"].items()})
       dead.update({int(m): scale for m, scale in record.get("dead_at_start", {}).items()})
-  files = api.finished_maps(out_dir, digest)
+  files = store.finished_maps(out_dir, digest)
   thumbs = out_dir / "thumbs"
   cards = []
   for map_index in sorted(files):

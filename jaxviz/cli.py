@@ -1,22 +1,26 @@
-"""The `jaxviz` command line. It parses arguments and calls library functions.
+"""The `jaxviz` command line: it parses arguments, calls `jaxviz.app` and prints.
 
-User errors (`JaxvizError`) print one line on stderr and exit 1; Ctrl-C exits
-130. Neither prints a traceback.
+Options shared by several commands are declared once, as groups (`MODEL`,
+`RENDER`) that `with_options` adds to each command and turns into one
+settings object. User errors print one `error:` line on stderr and exit 1
+(a setting named by its flag); Ctrl-C exits 130; neither prints a traceback.
+With --json, stdout holds one JSON document even when a command fails.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
+import inspect
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
 from jaxviz import layers as layers_lib
-from jaxviz.errors import JaxvizError
-from jaxviz.settings import check_seed
+from jaxviz.errors import JaxvizError, SettingError
 
 app = typer.Typer(
     help="See what VGG16's feature maps have learnt: activation maximisation in JAX.",
@@ -26,32 +30,28 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-WeightsOption = Annotated[str, typer.Option(
-    "--weights", "-w",
-    help="'imagenet' (downloaded and converted once, then cached), 'random' or 'random:SEED' "
-         "(an untrained network, for offline demos), or a path to a converted .safetensors "
-         "or a torchvision .pth state dict.")]
-ArchOption = Annotated[str, typer.Option(
-    help=f"Network for --weights imagenet|random: {', '.join(layers_lib.ARCH_CONFIGS)}. "
-         "Files record their own.")]
-PrecisionOption = Annotated[str, typer.Option(
-    help="Conv/matmul precision: default|high|highest. Same on CPU; on GPU 'default' "
-         "allows TF32, 'highest' is exact float32.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-LayerOption = Annotated[str, typer.Option(
-    help="Layer: index (24), name (conv5_1) or features.24; `jaxviz layers` lists them. "
-         "A conv layer is read after its ReLU, as the write-up's code read it.")]
-PreReluOption = Annotated[bool, typer.Option(
-    "--pre-relu", help="Read a conv layer's raw output (before its ReLU) instead.")]
-ForceOption = Annotated[bool, typer.Option(
-    help="Start over in an --out that holds renders made with other settings.")]
-TopImagesOption = Annotated[Optional[Path], typer.Option(
-    help="A `top-images --all-maps` JSON table: shows each map's top photos in the atlas.")]
+
+# Errors.
+
+def flag(setting: str) -> str:
+  """A setting's name as its command-line flag: weight_decay -> --weight-decay."""
+  return "--" + setting.replace("_", "-")
 
 
 def _fail(message: str, code: int = 1) -> None:
   typer.echo(f"error: {message}", err=True)
   raise typer.Exit(code)
+
+
+# Whether the running command has printed its JSON result (see `user_errors`).
+_json_printed = contextvars.ContextVar("jaxviz_json_printed", default=False)
+
+
+def _echo_json(data) -> None:
+  from jaxviz import fileio
+
+  typer.echo(fileio.json_text(data))
+  _json_printed.set(True)
 
 
 def user_errors(command):
@@ -66,6 +66,8 @@ def user_errors(command):
     printed = _json_printed.set(False)
     try:
       return command(*args, **kwargs)
+    except SettingError as error:
+      message, code = f"{flag(error.setting)} {error.problem}", 1
     except JaxvizError as error:
       message, code = str(error), 1
     except KeyboardInterrupt:
@@ -80,37 +82,194 @@ def user_errors(command):
   return wrapper
 
 
-# Whether the running command has printed its JSON result (see `user_errors`).
-_json_printed = contextvars.ContextVar("jaxviz_json_printed", default=False)
+# Option groups: declared once, added to every command that takes them.
+
+@dataclasses.dataclass(frozen=True)
+class Opt:
+  """One option of a group: its setting name, type, default and help."""
+
+  name: str
+  type: Any
+  default: Any
+  help: str
 
 
-def _echo_json(data) -> None:
-  from jaxviz import fileio
+def with_options(parameter: str, build: Callable[..., Any], options: tuple[Opt, ...],
+                 panel: str):
+  """Replaces the command's `parameter` by the group's options (shown under `panel`
+  in --help) and passes the command `build(**those options)` in its place."""
 
-  typer.echo(fileio.json_text(data))
-  _json_printed.set(True)
+  def decorate(command):
+    signature = inspect.signature(command, eval_str=True)
+    added = [inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=opt.default,
+                               annotation=Annotated[opt.type, typer.Option(
+                                   flag(opt.name), help=opt.help, rich_help_panel=panel)])
+             for opt in options]
+    parameters = []
+    for existing in signature.parameters.values():
+      if existing.name == parameter:
+        parameters.extend(added)
+      else:
+        parameters.append(existing.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+      built = build(**{opt.name: kwargs.pop(opt.name) for opt in options})
+      return command(**kwargs, **{parameter: built})
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)
+    del wrapper.__wrapped__
+    return wrapper
+
+  return decorate
 
 
-def _load_weights(spec: str, arch: str):
-  from jaxviz import weights as weights_lib
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+  weights: str
+  arch: str
+  precision: str
 
-  weights = weights_lib.resolve(spec, arch)
-  typer.echo(f"weights: {weights.describe()}", err=True)
-  return weights
+
+MODEL = (
+    Opt("weights", str, "imagenet",
+        "'imagenet' (downloaded and converted once, then cached), 'random' or 'random:SEED' "
+        "(an untrained network, for offline demos), or a path to a converted .safetensors "
+        "or a torchvision .pth state dict."),
+    Opt("arch", str, layers_lib.DEFAULT_ARCH,
+        f"Network for --weights imagenet|random: {', '.join(layers_lib.ARCH_CONFIGS)}. "
+        "Files record their own."),
+    Opt("precision", str, "default",
+        "Conv/matmul precision: default|high|highest. Same on CPU; on GPU 'default' allows "
+        "TF32, 'highest' is exact float32."),
+)
 
 
-def _load_target(weights: str, arch: str, layer: str, pre_relu: bool, precision: str):
+def _render_options(seed, size0, scales, upscale, steps, lr, weight_decay, blur, batch, dtype,
+                    driver):
+  from jaxviz.optvis.recipes import Schedule
+  from jaxviz.settings import RenderOptions
+
+  schedule = Schedule(size0=size0, scales=scales, upscale=upscale, steps=steps, lr=lr,
+                      weight_decay=weight_decay, blur=blur)
+  return RenderOptions(seed, schedule, batch, dtype, driver).check()
+
+
+RENDER = (
+    Opt("seed", int, 0, "PRNG seed; map k's randomness comes from fold_in(seed, k)."),
+    Opt("size0", int, 56, "Side of the first scale."),
+    Opt("scales", int, 12, "Number of scales."),
+    Opt("upscale", float, 1.2, "Side factor between scales."),
+    Opt("steps", int, 75, "Adam steps per scale (x1.3 after the first half)."),
+    Opt("lr", float, 0.01, "Adam learning rate."),
+    Opt("weight_decay", float, 1e-6, "L2 weight decay added to the gradient."),
+    Opt("blur", int, 5, "Box blur between scales (odd; 1 = none)."),
+    Opt("batch", str, "auto",
+        "Maps per vmapped chunk: 'auto' (from device memory and the layer's size; halved on "
+        "out-of-memory) or a number."),
+    Opt("dtype", str, "float32", "float32 (fast) or float64 (CPU; the mode that equals PyTorch)."),
+    Opt("driver", str, "auto", "How steps run: auto (loop on CPU, scan on GPU/TPU), loop, scan."),
+)
+
+model_options = with_options("model", ModelOptions, MODEL, "Network")
+render_options = with_options("render", _render_options, RENDER, "Rendering")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LayerOption = Annotated[str, typer.Option(
+    help="Layer: index (24), name (conv5_1) or features.24; `jaxviz layers` lists them. "
+         "A conv layer is read after its ReLU, as the write-up's code read it.")]
+PreReluOption = Annotated[bool, typer.Option(
+    "--pre-relu", help="Read a conv layer's raw output (before its ReLU) instead.")]
+ForceOption = Annotated[bool, typer.Option(
+    help="Start over in an --out that holds renders made with other settings.")]
+TopImagesOption = Annotated[Optional[Path], typer.Option(
+    help="A `top-images --all-maps` JSON table: shows each map's top photos in the atlas.")]
+
+
+# Shared steps.
+
+def _use_compilation_cache() -> None:
+  """Persistent XLA cache in the user cache dir, so a second run skips compiling."""
+  from jaxviz import execution, weights as weights_lib
+
+  execution.use_compilation_cache(weights_lib.cache_dir() / "xla")
+
+
+def _load_target(model: ModelOptions, layer: str, pre_relu: bool):
   """Loads the weights, then resolves --layer once, against the architecture they hold."""
-  from jaxviz.objectives import resolve_target
+  from jaxviz import app as app_lib
+  from jaxviz import vgg
 
-  loaded = _load_weights(weights, arch)
-  return loaded, resolve_target(layer, loaded.arch, pre_relu=pre_relu, precision=precision)
+  vgg.check_precision(model.precision)
+  loaded = app_lib.load_weights(model.weights, model.arch)
+  typer.echo(f"weights: {loaded.describe()}", err=True)
+  return loaded, vgg.resolve_target(layer, loaded.arch, pre_relu=pre_relu,
+                                    precision=model.precision)
 
+
+def _progress():
+  from rich.console import Console
+  from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                             TimeElapsedColumn, TimeRemainingColumn)
+
+  return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+
+
+def _render_with_progress(loaded, target, maps, out, options, *, label: str,
+                          count_maps: bool = False, **settings):
+  """app.render_to_dir with a progress bar over optimisation steps, or over maps
+  (`count_maps`, for whole layers), printing what it reports."""
+  from jaxviz import app as app_lib
+
+  with _progress() as progress:
+    task = progress.add_task(label, total=None)
+
+    class Events(app_lib.RenderEvents):
+      def plan(self, skipped, todo, total_steps, batch):
+        if skipped:
+          progress.console.print(f"{skipped} maps already rendered in {out}, skipped")
+        if count_maps and todo:
+          progress.console.print(f"batches of {batch} maps")
+        progress.update(task, total=todo if count_maps else total_steps)
+
+      def steps(self, count):
+        if not count_maps:
+          progress.advance(task, count)
+
+      def batch_done(self, maps):
+        if count_maps:
+          progress.advance(task, maps)
+
+      def out_of_memory(self, new_batch):
+        progress.console.print(f"out of device memory: batch halved to {new_batch}")
+
+      def dead(self, map_index, first_alive):
+        fate = ("never came alive" if first_alive is None
+                else f"came alive at scale {first_alive}")
+        progress.console.print(
+            f"map {map_index} is dead at the start (objective 0, no gradient): only the "
+            f"weight decay moves its image, towards the ImageNet mean colour; it {fate}")
+
+      def failed(self, map_index, reason):
+        progress.console.print(f"map {map_index} failed: {reason}; no image written")
+
+    return app_lib.render_to_dir(loaded, target, maps, out, options, events=Events(),
+                                 **settings)
+
+
+def _random_note(loaded) -> None:
+  if loaded.is_random:
+    typer.echo("(random weights: these renders show an untrained network)", err=True)
+
+
+# Commands.
 
 @app.command()
 @user_errors
 def layers(
-    arch: ArchOption = layers_lib.DEFAULT_ARCH,
+    arch: Annotated[str, typer.Option(help="Network: vgg11, vgg13, vgg16 or vgg19.")] =
+    layers_lib.DEFAULT_ARCH,
     side: Annotated[int, typer.Option(help="Input side for the output-size column.")] = 224,
     as_json: JsonOption = False,
 ):
@@ -119,7 +278,7 @@ def layers(
   Example: [bold]jaxviz layers --json[/bold]
   """
   if side < 1:
-    raise JaxvizError(f"--side must be positive, got {side}")
+    raise SettingError("side", f"must be positive, got {side}")
   rows = [{"index": layer.index, "name": layer.name, "kind": layer.kind,
            "channels": layer.channels, "output_size": layer.output_side(side),
            "reads": layers_lib.read_layer(layer, arch).name,
@@ -154,24 +313,23 @@ def convert(
   Example: [bold]jaxviz convert ~/.cache/torch/hub/checkpoints/vgg16-397923af.pth
   --out vgg16.safetensors[/bold]
   """
-  from jaxviz import weights as weights_lib
+  from jaxviz import vgg
 
   try:
-    import convert.torchvision_vgg as torchvision_vgg
+    import jaxviz_convert.torchvision_vgg as torchvision_vgg
   except ImportError as error:
     raise JaxvizError(f"jaxviz convert needs torch and torchvision: {error}") from None
   arch = torchvision_vgg.convert_file(src, out, arch)
-  typer.echo(f"wrote {out} ({arch}, {len(weights_lib.param_shapes(arch))} tensors)")
+  typer.echo(f"wrote {out} ({arch}, {len(vgg.param_shapes(arch))} tensors)")
 
 
 @app.command()
 @user_errors
+@model_options
 def classify(
     image: Annotated[Path, typer.Argument(help="A photo (jpg, png, webp, ...).")],
     top: Annotated[int, typer.Option(help="How many classes to show.")] = 5,
-    weights: WeightsOption = "imagenet",
-    arch: ArchOption = layers_lib.DEFAULT_ARCH,
-    precision: PrecisionOption = "default",
+    model: ModelOptions = None,
     as_json: JsonOption = False,
 ):
   """Classify a photo into ImageNet's 1000 classes: a quick check of the weights.
@@ -181,16 +339,16 @@ def classify(
 
   Example: [bold]jaxviz classify cat.jpg --top 5[/bold]
   """
+  from jaxviz import app as app_lib
   from jaxviz import classify as classify_lib
-  from jaxviz import fileio
-
-  from jaxviz import vgg
+  from jaxviz import fileio, vgg
 
   if not 1 <= top <= 1000:
-    raise JaxvizError(f"--top must be between 1 and 1000, got {top}")
-  precision = vgg.check_precision(precision)
+    raise SettingError("top", f"must be between 1 and 1000, got {top}")
+  precision = vgg.check_precision(model.precision)
   photo = fileio.read_image(image)
-  loaded = _load_weights(weights, arch)
+  loaded = app_lib.load_weights(model.weights, model.arch)
+  typer.echo(f"weights: {loaded.describe()}", err=True)
   ranked = classify_lib.classify(loaded, photo, top, precision)
   if as_json:
     _echo_json({"image": str(image), "weights": loaded.label,
@@ -202,126 +360,22 @@ def classify(
     typer.echo("(random weights: these classes mean nothing)")
 
 
-def _use_compilation_cache() -> None:
-  """Persistent XLA cache in the user cache dir, so a second run skips compiling."""
-  from jaxviz import engine, weights as weights_lib
-
-  engine.use_compilation_cache(weights_lib.cache_dir() / "xla")
-
-
-def _progress():
-  from rich.console import Console
-  from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                             TimeElapsedColumn, TimeRemainingColumn)
-
-  return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
-
-
-# Render settings, shared by `render` and `probe` (which renders missing maps).
-Size0Option = Annotated[int, typer.Option(help="Side of the first scale.")]
-ScalesOption = Annotated[int, typer.Option(help="Number of scales.")]
-UpscaleOption = Annotated[float, typer.Option(help="Side factor between scales.")]
-StepsOption = Annotated[int, typer.Option(help="Adam steps per scale (x1.3 after the first half).")]
-LrOption = Annotated[float, typer.Option(help="Adam learning rate.")]
-WeightDecayOption = Annotated[float, typer.Option(help="L2 weight decay added to the gradient.")]
-BlurOption = Annotated[int, typer.Option(help="Box blur between scales (odd; 1 = none).")]
-SeedOption = Annotated[int, typer.Option(help="PRNG seed; map k starts from fold_in(seed, k).")]
-BatchOption = Annotated[str, typer.Option(
-    help="Maps per vmapped chunk: 'auto' (from device memory and the layer's size at the "
-         "largest scale; halved on out-of-memory) or a number.")]
-DtypeOption = Annotated[str, typer.Option(
-    help="float32 (fast) or float64 (CPU; the mode that equals PyTorch).")]
-DriverOption = Annotated[str, typer.Option(
-    help="How steps run: auto (loop on CPU, scan on GPU/TPU), loop, scan.")]
-
-
-def _schedule(size0, scales, upscale, steps, lr, weight_decay, blur):
-  from jaxviz import engine
-
-  return engine.Schedule(size0=size0, scales=scales, upscale=upscale, steps=steps, lr=lr,
-                         weight_decay=weight_decay, blur=blur)
-
-
-def _check_render_options(dtype: str, driver: str, batch: str) -> None:
-  """The render options that need no weights: checked before any are loaded."""
-  from jaxviz import engine
-
-  engine.dtype_context(dtype)
-  engine.resolve_driver(driver)
-  if batch != "auto" and not (batch.isdigit() and int(batch) >= 1):
-    raise JaxvizError(f"--batch must be 'auto' or a number >= 1, got {batch!r}")
-
-
-def _batch_size(batch: str, schedule, target, dtype: str) -> int:
-  from jaxviz import engine
-
-  return engine.auto_batch(schedule, target, dtype) if batch == "auto" else int(batch)
-
-
-def _render_with_progress(loaded, target, maps, out, *, label: str, count_maps: bool = False,
-                          **settings):
-  """api.render_to_dir with a progress bar over optimisation steps, or over maps
-  (`count_maps`, for whole layers), reporting skipped maps and halved batches."""
-  from jaxviz import api
-
-  with _progress() as progress:
-    task = progress.add_task(label, total=None)
-
-    def on_plan(skipped: int, todo: int, total_steps: int) -> None:
-      if skipped:
-        progress.console.print(f"{skipped} maps already rendered in {out}, skipped")
-      progress.update(task, total=todo if count_maps else total_steps)
-
-    def on_out_of_memory(new_batch: int) -> None:
-      progress.console.print(f"out of device memory: batch halved to {new_batch}")
-
-    def advance(n: int) -> None:
-      progress.advance(task, n)
-
-    def on_failed(map_index: int, reason: str) -> None:
-      progress.console.print(f"map {map_index} failed: {reason}; no image written")
-
-    def on_dead(map_index: int, alive_scale: int | None) -> None:
-      fate = ("never came alive" if alive_scale is None
-              else f"came alive at scale {alive_scale}")
-      progress.console.print(
-          f"map {map_index} is dead at the start (objective 0, no gradient): only the weight "
-          f"decay moves its image, towards the ImageNet mean colour; it {fate}")
-
-    return api.render_to_dir(loaded, target, maps, out, on_plan=on_plan,
-                             on_steps=None if count_maps else advance,
-                             on_batch=advance if count_maps else None,
-                             on_out_of_memory=on_out_of_memory, on_dead=on_dead,
-                             on_failed=on_failed, **settings)
-
-
 @app.command()
 @user_errors
+@render_options
+@model_options
 def render(
     layer: LayerOption,
     maps: Annotated[str, typer.Option(
         help="Feature maps: '271,15', a range '0:16', 'all', or a mix.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("renders"),
     pre_relu: PreReluOption = False,
-    weights: WeightsOption = "imagenet",
-    arch: ArchOption = layers_lib.DEFAULT_ARCH,
-    seed: SeedOption = 0,
-    size0: Size0Option = 56,
-    scales: ScalesOption = 12,
-    upscale: UpscaleOption = 1.2,
-    steps: StepsOption = 75,
-    lr: LrOption = 0.01,
-    weight_decay: WeightDecayOption = 1e-6,
-    blur: BlurOption = 5,
     init: Annotated[Optional[Path], typer.Option(
         help="Start from this photo (resized to size0) instead of noise.")] = None,
-    batch: BatchOption = "auto",
-    dtype: DtypeOption = "float32",
-    precision: PrecisionOption = "default",
-    driver: DriverOption = "auto",
     force: ForceOption = False,
     as_json: JsonOption = False,
+    model: ModelOptions = None,
+    render: Any = None,
 ):
   """Render feature maps by activation maximisation (the write-up's algorithm).
 
@@ -331,37 +385,32 @@ def render(
 
   Example: [bold]jaxviz render --layer 24 --maps 271,15 --out renders/[/bold]
   """
-  from jaxviz import api, fileio
+  from jaxviz import app as app_lib
+  from jaxviz import fileio
 
-  schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
-  _check_render_options(dtype, driver, batch)
-  check_seed(seed)
   if init is not None:
     fileio.read_image(init)
   fileio.ensure_writable_dir(out)
   _use_compilation_cache()
-
-  loaded, target = _load_target(weights, arch, layer, pre_relu, precision)
+  loaded, target = _load_target(model, layer, pre_relu)
   map_list = layers_lib.parse_maps(maps, target.layer)
-  schedule.check(target)
-  outcome = _render_with_progress(
-      loaded, target, map_list, out, seed=seed, schedule=schedule,
-      batch=_batch_size(batch, schedule, target, dtype), dtype=dtype,
-      driver=driver, init_path=init, force=force,
-      label=f"{target.describe()}, {len(map_list)} maps")
+  outcome = _render_with_progress(loaded, target, map_list, out, render, init_path=init,
+                                  force=force,
+                                  label=f"{target.describe()}, {len(map_list)} maps")
   if as_json:
     _echo_json(outcome.record)
   else:
     typer.echo(f"wrote {len(outcome.rendered)} renders, grid.png and render.json to {out} "
                f"in {outcome.wall_time_s:.1f} s")
-  if loaded.is_random:
-    typer.echo("(random weights: these renders show an untrained network)", err=True)
+  _random_note(loaded)
   if outcome.failed:
-    raise api.failures_error(outcome.failed, out)
+    raise app_lib.failures_error(outcome.failed, out)
 
 
 @app.command()
 @user_errors
+@render_options
+@model_options
 def probe(
     image: Annotated[Path, typer.Argument(help="A photo (jpg, png, webp, ...).")],
     layer: LayerOption,
@@ -373,24 +422,12 @@ def probe(
         help="Write the write-up's figure here (PNG).")] = None,
     renders: Annotated[Path, typer.Option(
         help="A `jaxviz render` directory with the top maps' renders; missing ones are "
-             "rendered into it with the settings below.")] = Path("renders"),
+             "rendered into it with the rendering options.")] = Path("renders"),
     no_renders: Annotated[bool, typer.Option(
         "--no-renders", help="Draw only the photo and the activation plot.")] = False,
-    weights: WeightsOption = "imagenet",
-    arch: ArchOption = layers_lib.DEFAULT_ARCH,
-    precision: PrecisionOption = "default",
-    seed: SeedOption = 0,
-    size0: Size0Option = 56,
-    scales: ScalesOption = 12,
-    upscale: UpscaleOption = 1.2,
-    steps: StepsOption = 75,
-    lr: LrOption = 0.01,
-    weight_decay: WeightDecayOption = 1e-6,
-    blur: BlurOption = 5,
-    batch: BatchOption = "auto",
-    dtype: DtypeOption = "float32",
-    driver: DriverOption = "auto",
     as_json: JsonOption = False,
+    model: ModelOptions = None,
+    render: Any = None,
 ):
   """Test an interpretation on a real photo: rank a layer's maps by mean activation.
 
@@ -401,34 +438,27 @@ def probe(
 
   Example: [bold]jaxviz probe house.jpg --layer 24 --map 271 --out house_probe.png[/bold]
   """
-  from jaxviz import api, fileio, figures
+  from jaxviz import app as app_lib
+  from jaxviz import fileio, figures, store
   from jaxviz import probe as probe_lib
 
-  schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
-  draw_renders = out is not None and not no_renders
-  if draw_renders:
-    _check_render_options(dtype, driver, batch)
-    check_seed(seed)
   if out is not None:
     fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
   photo = fileio.read_image(image)
   _use_compilation_cache()
-  loaded, target = _load_target(weights, arch, layer, pre_relu, precision)
-  if draw_renders:
-    schedule.check(target)
+  loaded, target = _load_target(model, layer, pre_relu)
   result = probe_lib.probe(loaded, photo, target, top=top, maps=map_ or ())
   top_maps = [m for _, m, _ in result.top]
 
   failed: dict[int, str] = {}
   if out is not None:
     rendered = None
-    if draw_renders:
+    if not no_renders:
       outcome = _render_with_progress(
-          loaded, target, top_maps, renders, seed=seed, schedule=schedule,
-          batch=_batch_size(batch, schedule, target, dtype), dtype=dtype, driver=driver,
+          loaded, target, top_maps, renders, render,
           label=f"rendering the top {len(top_maps)} maps into {renders}")
       failed = outcome.failed
-      rendered = api.load_renders(renders, top_maps, outcome.record["identity_hash"])
+      rendered = store.load_renders(renders, top_maps, outcome.record["identity_hash"])
     footnote = f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
     if target.layer.kind == "conv":  # the write-up's own title, and how the layer was read
       layer_title = f"Conv layer{target.layer.index}" + (" (pre-ReLU)" if target.pre_relu else "")
@@ -439,23 +469,24 @@ def probe(
 
   if as_json:
     _echo_json(result.to_json(str(image), loaded.label))
-    return
-  typer.echo(f"{target.describe()}, {image}")
-  typer.echo(f"{'rank':>4}  {'map':>4}  mean")
-  for rank, map_index, mean in result.top:
-    typer.echo(f"{rank:>4}  {map_index:>4}  {mean:.4f}")
-  for map_index, (rank, mean) in result.asked.items():
-    verdict = "in" if rank <= top else "NOT in"
-    typer.echo(f"map {map_index}: rank {rank} of {target.layer.channels}, mean {mean:.4f} "
-               f"({verdict} the top {top})")
-  if out is not None:
-    typer.echo(f"figure: {out}")
+  else:
+    typer.echo(f"{target.describe()}, {image}")
+    typer.echo(f"{'rank':>4}  {'map':>4}  mean")
+    for rank, map_index, mean in result.top:
+      typer.echo(f"{rank:>4}  {map_index:>4}  {mean:.4f}")
+    for map_index, (rank, mean) in result.asked.items():
+      verdict = "in" if rank <= top else "NOT in"
+      typer.echo(f"map {map_index}: rank {rank} of {target.layer.channels}, mean {mean:.4f} "
+                 f"({verdict} the top {top})")
+    if out is not None:
+      typer.echo(f"figure: {out}")
   if failed:
-    raise api.failures_error(failed, renders)
+    raise app_lib.failures_error(failed, renders)
 
 
 @app.command("top-images")
 @user_errors
+@model_options
 def top_images(
     folder: Annotated[Path, typer.Argument(help="A folder of photos (searched recursively).")],
     layer: LayerOption,
@@ -468,10 +499,8 @@ def top_images(
         help="With --map: a grid of the top photos and their scores (PNG). With --all-maps: "
              "the JSON table.")] = None,
     batch: Annotated[int, typer.Option(help="Photos per jitted batch.")] = 16,
-    weights: WeightsOption = "imagenet",
-    arch: ArchOption = layers_lib.DEFAULT_ARCH,
-    precision: PrecisionOption = "default",
     as_json: JsonOption = False,
+    model: ModelOptions = None,
 ):
   """Rank the photos of a folder by a map's mean activation ("dataset examples").
 
@@ -479,32 +508,31 @@ def top_images(
 
   Example: [bold]jaxviz top-images ~/photos --layer 24 --map 271 --out top271.png[/bold]
   """
-  from jaxviz import fileio, figures
+  from jaxviz import atlas, fileio, figures
   from jaxviz import probe as probe_lib
 
   if (map_ is None) == (not all_maps):
     raise JaxvizError("give either --map N or --all-maps")
-  if top < 1 or batch < 1:
-    raise JaxvizError("--top and --batch must be at least 1")
+  if top < 1:
+    raise SettingError("top", f"must be at least 1, got {top}")
+  if batch < 1:
+    raise SettingError("batch", f"must be at least 1, got {batch}")
   paths = probe_lib.find_images(folder)
   if out is not None:
     fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
   _use_compilation_cache()
-  loaded, target = _load_target(weights, arch, layer, pre_relu, precision)
+  loaded, target = _load_target(model, layer, pre_relu)
   if map_ is not None:
     layers_lib.parse_maps(str(map_), target.layer)
 
   with _progress() as progress:
     task = progress.add_task(f"scoring {len(paths)} images", total=len(paths))
     scores = probe_lib.score_folder(
-        loaded, folder, target, batch=batch,
-        on_image=lambda: progress.advance(task),
+        loaded, folder, target, batch=batch, on_image=lambda: progress.advance(task),
         on_skip=lambda path, why: progress.console.print(f"warning: skipped {why}"))
   skipped = [str(path) for path, _ in scores.skipped]
   if all_maps:
-    table = {**probe_lib.target_json(target), "weights": loaded.label, "images": len(scores.images), "skipped": skipped,
-             "maps": {str(m): [{"image": str(p), "mean": v} for p, v in
-                               scores.top_images(m, top)] for m in range(target.layer.channels)}}
+    table = atlas.top_images_table(scores, target, loaded.label, top)
     if out is not None:
       fileio.write_json(out, table)
     if as_json or out is None:
@@ -531,35 +559,26 @@ def top_images(
 
 @app.command()
 @user_errors
+@render_options
+@model_options
 def sweep(
     layer: LayerOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     maps: Annotated[str, typer.Option(help="Feature maps ('all', '0:64', '271,15').")] = "all",
     pre_relu: PreReluOption = False,
-    batch: BatchOption = "auto",
-    weights: WeightsOption = "imagenet",
-    arch: ArchOption = layers_lib.DEFAULT_ARCH,
-    seed: SeedOption = 0,
-    size0: Size0Option = 56,
-    scales: ScalesOption = 12,
-    upscale: UpscaleOption = 1.2,
-    steps: StepsOption = 75,
-    lr: LrOption = 0.01,
-    weight_decay: WeightDecayOption = 1e-6,
-    blur: BlurOption = 5,
-    dtype: DtypeOption = "float32",
-    precision: PrecisionOption = "default",
-    driver: DriverOption = "auto",
     top_images: TopImagesOption = None,
     distributed: Annotated[bool, typer.Option(
         help="Multi-host: call jax.distributed.initialize() (TPU pods, SLURM, or the "
              "JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID environment); each "
-             "process renders maps[process_index::process_count] on its own devices.")] = False,
+             "process renders maps[process_index::process_count] on its own devices. If one "
+             "process dies the others stop too; rerun all of them to resume.")] = False,
     process_index: Annotated[Optional[int], typer.Option(
         help="Without --distributed: this job's share, maps[K::N] (K of --process-count N), "
              "for independent jobs writing into one shared --out.")] = None,
     process_count: Annotated[int, typer.Option(help="See --process-index.")] = 1,
     force: ForceOption = False,
+    model: ModelOptions = None,
+    render: Any = None,
 ):
   """Render every map of a layer: chunked, resumable, on every local device; then the atlas.
 
@@ -572,43 +591,35 @@ def sweep(
   """
   import jax
 
-  from jaxviz import api, atlas, fileio
+  from jaxviz import app as app_lib
+  from jaxviz import atlas, execution, fileio
 
-  schedule = _schedule(size0, scales, upscale, steps, lr, weight_decay, blur)
-  _check_render_options(dtype, driver, batch)
-  check_seed(seed)
+  if distributed:  # before anything starts JAX's backend
+    process_index, process_count = execution.initialize_distributed()
   if process_count < 1:
-    raise JaxvizError(f"--process-count must be at least 1, got {process_count}")
+    raise SettingError("process_count", f"must be at least 1, got {process_count}")
   if not 0 <= (process_index or 0) < process_count:
-    raise JaxvizError(f"--process-index must be in 0..{process_count - 1}, got {process_index}")
+    raise SettingError("process_index", f"must be in 0..{process_count - 1}, got "
+                                        f"{process_index}")
   table = atlas.read_top_images(top_images) if top_images is not None else None
   fileio.ensure_writable_dir(out)
-  if distributed:
-    jax.distributed.initialize()
-    process_index, process_count = jax.process_index(), jax.process_count()
   _use_compilation_cache()
-
-  loaded, target = _load_target(weights, arch, layer, pre_relu, precision)
+  loaded, target = _load_target(model, layer, pre_relu)
   map_list = layers_lib.parse_maps(maps, target.layer)
-  schedule.check(target)
-  chunk = _batch_size(batch, schedule, target, dtype)
   devices = jax.local_devices()
-  typer.echo(f"{len(devices)} {devices[0].platform} device(s), batch {chunk}"
+  typer.echo(f"{len(devices)} {devices[0].platform} device(s)"
              + (f", process {process_index or 0} of {process_count}" if process_count > 1
                 else ""), err=True)
-
   outcome = _render_with_progress(
-      loaded, target, map_list, out, count_maps=True, seed=seed, schedule=schedule,
-      batch=chunk, dtype=dtype, driver=driver, force=force, process_index=process_index or 0,
-      process_count=process_count,
+      loaded, target, map_list, out, render, count_maps=True, force=force,
+      process_index=process_index or 0, process_count=process_count,
       label=f"{target.describe()} maps")
   index = atlas.build_atlas(out, table)
   typer.echo(f"{len(outcome.record['files'])} maps in {out} ({len(outcome.rendered)} rendered "
              f"now in {outcome.wall_time_s:.1f} s); atlas: {index}")
-  if loaded.is_random:
-    typer.echo("(random weights: these renders show an untrained network)", err=True)
+  _random_note(loaded)
   if outcome.failed:
-    raise api.failures_error(outcome.failed, out)
+    raise app_lib.failures_error(outcome.failed, out)
 
 
 @app.command("atlas")

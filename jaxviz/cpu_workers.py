@@ -35,13 +35,13 @@ from jaxviz.errors import JaxvizError
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-  """What every batch of one `engine.iter_render` call shares; sent once per worker."""
+  """What every batch of one `execution.iter_render` call shares; sent once per worker."""
 
-  params: Any  # pytree of numpy arrays
+  recipe: Any  # optvis.recipes.Recipe
+  model: Any  # an optvis model
   key_data: np.ndarray
-  schedule: Any  # engine.Schedule
-  target: Any  # objectives.Target
-  render_kwargs: dict
+  params: Any  # pytree of numpy arrays, pruned to what the recipe reads
+  render_kwargs: dict  # dtype, driver, photo
   jax_config: dict  # persistent compilation cache settings of the parent
 
 
@@ -60,10 +60,13 @@ class CoreWorker:
 
   def __init__(self, core: int):
     self.core = core
+    # The parent's sys.path, so that a recipe or model from any module the parent
+    # imported (a test file, a user's package) unpickles in the child.
     self._process = subprocess.Popen(
         [sys.executable, "-c", "from jaxviz import cpu_workers; cpu_workers.main()", str(core)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        env={**os.environ, "JAX_PLATFORMS": "cpu",
+             "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)})
 
   @property
   def pid(self) -> int:
@@ -73,7 +76,7 @@ class CoreWorker:
     self._send(setup)
 
   def render(self, indices: np.ndarray, on_steps: Callable[[int], None] | None):
-    """Renders one batch in the child; returns its `engine.BatchResult`."""
+    """Renders one batch in the child; returns its `render.BatchResult`."""
     self._send(indices)
     while True:
       try:
@@ -157,12 +160,15 @@ def _child_main(core: int, requests: BinaryIO, replies: BinaryIO) -> None:
     os.sched_setaffinity(0, {core})
   import jax
 
-  from jaxviz import engine
+  from jaxviz.optvis import render
 
   setup: Setup = pickle.load(requests)
   for name, value in setup.jax_config.items():
     jax.config.update(name, value)
   key = jax.random.wrap_key_data(setup.key_data)
+  dtype = setup.render_kwargs["dtype"]
+  with render.dtype_context(dtype):
+    params = render.cast_params(setup.params, dtype)
 
   def reply(message) -> None:
     pickle.dump(message, replies, protocol=pickle.HIGHEST_PROTOCOL)
@@ -174,7 +180,7 @@ def _child_main(core: int, requests: BinaryIO, replies: BinaryIO) -> None:
     except EOFError:
       return
     try:
-      result = engine.render_batch(setup.params, indices, key, setup.schedule, setup.target,
+      result = render.render_batch(setup.recipe, setup.model, params, indices, key,
                                    on_steps=lambda n: reply(("steps", n)),
                                    **setup.render_kwargs)
     except Exception as error:  # sent to the parent, which raises it

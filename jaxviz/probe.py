@@ -24,7 +24,7 @@ import numpy as np
 from jaxviz import fileio, ops, vgg
 from jaxviz.classify import INPUT_SIDE, photo_to_input
 from jaxviz.errors import JaxvizError
-from jaxviz.objectives import Target
+from jaxviz.vgg import Target
 from jaxviz.weights import Weights
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}

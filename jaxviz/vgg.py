@@ -11,19 +11,29 @@ Conventions:
   * `precision` is `jax.lax.Precision` for every conv and matmul. On CPU any
     value computes in full float32. On GPU, "default" lets XLA use TF32
     (about 1e-3 relative error, much faster); "highest" is true float32.
+  * The Flax module is the one source of the parameters' shapes
+    (`param_shapes`, by `jax.eval_shape`) and of random initialisation (its
+    initializers are torchvision's).
+  * `VGGModel` is VGG as an optimisation-core model (`jaxviz.optvis.models`);
+    `Target` is a user's layer spec resolved against it (SPEC §1: a conv layer
+    is read after its ReLU unless `pre_relu`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from jaxviz import layers as layers_lib
-from jaxviz.errors import JaxvizError
+from jaxviz import ops
+from jaxviz.errors import SettingError
 
 Params = dict[str, Any]
 PRECISIONS = ("default", "high", "highest")
@@ -31,8 +41,14 @@ PRECISIONS = ("default", "high", "highest")
 
 def check_precision(precision: str) -> str:
   if precision not in PRECISIONS:
-    raise JaxvizError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    raise SettingError("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
   return precision
+
+
+# torchvision's VGG initialisation: convs kaiming normal (fan_out, ReLU gain; JAX's
+# "normal" is not truncated), linear layers normal(0, 0.01), biases 0.
+CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+DENSE_INIT = nn.initializers.normal(0.01)
 
 
 def adaptive_avg_pool_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -102,7 +118,7 @@ class VGG(nn.Module):
         return out
       if layer.kind == "conv":
         x = nn.Conv(layer.channels, (3, 3), padding=((1, 1), (1, 1)), precision=precision,
-                    name=layer.name)(x)
+                    kernel_init=CONV_INIT, name=layer.name)(x)
       elif layer.kind == "relu":
         x = nn.relu(x)
       else:
@@ -113,7 +129,7 @@ class VGG(nn.Module):
 
     x = _adaptive_avg_pool(x, 7).reshape(x.shape[0], -1)
     for name, _, features in layers_lib.CLASSIFIER:
-      x = nn.Dense(features, precision=precision, name=name)(x)
+      x = nn.Dense(features, precision=precision, kernel_init=DENSE_INIT, name=name)(x)
       if name == "fc8":
         out["logits"] = x
       else:
@@ -184,3 +200,117 @@ def channel_activation(params: Params, images: jax.Array, layer: layers_lib.Laye
     else:
       y = max_pool_2x2(y)
   return y[..., 0]
+
+
+# The smallest input every layer accepts (five 2x2 pools); parameters do not
+# depend on the input side, the classifier's adaptive pool sees to that.
+_INIT_SIDE = 32
+
+
+@functools.lru_cache(maxsize=None)
+def param_shapes(arch: str = layers_lib.DEFAULT_ARCH) -> dict[str, tuple[int, ...]]:
+  """The flat key -> shape table of `arch` ("conv1_1.kernel": (3, 3, 3, 64), ...), in
+  network order, read off the Flax module itself."""
+  images = jax.ShapeDtypeStruct((1, _INIT_SIDE, _INIT_SIDE, 3), jnp.float32)
+  variables = jax.eval_shape(VGG(arch=layers_lib.check_arch(arch)).init, jax.random.key(0),
+                             images)
+  shapes = {key: tuple(leaf.shape)
+            for key, leaf in traverse_util.flatten_dict(variables["params"], sep=".").items()}
+  modules = [layer.name for layer in layers_lib.conv_layers(arch)]
+  modules += [name for name, _, _ in layers_lib.CLASSIFIER]
+  return {key: shapes[key] for key in (f"{m}.{leaf}" for m in modules for leaf in ("kernel", "bias"))}
+
+
+@functools.partial(jax.jit, static_argnames="arch")
+def init_params(key: jax.Array, arch: str = layers_lib.DEFAULT_ARCH) -> Params:
+  """Random parameters from the module's (torchvision's) initializers."""
+  images = jnp.zeros((1, _INIT_SIDE, _INIT_SIDE, 3), jnp.float32)
+  return VGG(arch=arch).init(key, images)["params"]
+
+
+def _layer_named(arch: str, name: str) -> layers_lib.Layer:
+  return {layer.name: layer for layer in layers_lib.feature_layers(arch)}[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class VGGModel:
+  """VGG (any depth) as an optimisation-core model: named activations, the
+  single-channel fast path, parameter pruning and layer specs."""
+
+  arch: str = layers_lib.DEFAULT_ARCH
+  precision: str = "default"
+  mean: tuple[float, ...] = ops.IMAGENET_MEAN
+  std: tuple[float, ...] = ops.IMAGENET_STD
+
+  def _deepest(self, names) -> layers_lib.Layer | None:
+    """The deepest feature layer named, or None when a classifier output is named."""
+    table = {layer.name: layer for layer in layers_lib.feature_layers(self.arch)}
+    if any(name not in table for name in names):
+      return None
+    return max((table[name] for name in names), key=lambda layer: layer.index)
+
+  def features(self, params: Params, inputs: jax.Array, names) -> dict[str, jax.Array]:
+    deepest = self._deepest(names)
+    return activations(params, inputs, arch=self.arch, precision=self.precision,
+                       stop_at=None if deepest is None else deepest.index)
+
+  def channel(self, params: Params, inputs: jax.Array, name: str, unit: jax.Array) -> jax.Array:
+    return channel_activation(params, inputs, _layer_named(self.arch, name), unit,
+                              arch=self.arch, precision=self.precision)
+
+  def prune(self, params: Params, names) -> Params:
+    deepest = self._deepest(names)
+    return params if deepest is None else truncate_params(params, deepest, self.arch)
+
+  def resolve(self, spec, pre_relu: bool = False) -> "Target":
+    """A user's layer spec (`24`, `conv5_1`, `features.24`) as a Target of this network."""
+    layer = spec if isinstance(spec, layers_lib.Layer) else layers_lib.resolve_layer(
+        spec, self.arch)
+    layers_lib.read_layer(layer, self.arch, pre_relu)  # refuses pre_relu on a pool or ReLU
+    return Target(layer, self.arch, self.precision, bool(pre_relu))
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """The layer whose feature maps are maximised or ranked, and how the network runs.
+
+  Attributes:
+    layer: the layer the user addressed (conv5_1 for `24`).
+    arch: the architecture of the weights.
+    precision: conv/matmul precision, one of `PRECISIONS`.
+    pre_relu: read a conv layer's raw output instead of its ReLU's.
+  """
+
+  layer: layers_lib.Layer
+  arch: str = layers_lib.DEFAULT_ARCH
+  precision: str = "default"
+  pre_relu: bool = False
+
+  @property
+  def model(self) -> VGGModel:
+    return VGGModel(self.arch, self.precision)
+
+  @property
+  def read(self) -> layers_lib.Layer:
+    """The module whose output is read: relu5_1 for conv5_1 unless pre_relu."""
+    return layers_lib.read_layer(self.layer, self.arch, self.pre_relu)
+
+  @property
+  def reading(self) -> str:
+    """How the layer is read, in words: 'post-ReLU', 'pre-ReLU' or '' (not a conv)."""
+    if self.layer.kind != "conv":
+      return ""
+    return "pre-ReLU" if self.pre_relu else "post-ReLU"
+
+  def describe(self) -> str:
+    """`layer 24 (conv5_1, post-ReLU)`: how every output names what it read."""
+    details = ", ".join(filter(None, (self.layer.name, self.reading)))
+    return f"layer {self.layer.index} ({details})"
+
+
+def resolve_target(spec, arch: str = layers_lib.DEFAULT_ARCH, *, pre_relu: bool = False,
+                   precision: str = "default") -> Target:
+  """A user's layer spec as a Target of `arch`: call it with the architecture of the
+  weights actually loaded, since names and indices differ between VGG depths."""
+  return VGGModel(layers_lib.check_arch(arch), check_precision(precision)).resolve(spec,
+                                                                                  pre_relu)

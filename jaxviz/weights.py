@@ -1,20 +1,13 @@
-"""Where the network's parameters come from: `--weights imagenet|random|PATH`.
+"""Network parameters and their files: `Weights`, the converted `.safetensors`, random init.
 
-  * `imagenet` (default): the converted file in the user cache
-    (`<cache>/<arch>-imagenet.safetensors`). If it is absent, torchvision
-    downloads its own `.pth` (its cache, its progress bar) and `convert/`
-    converts it once.
-  * `random` or `random:SEED`: torchvision-style initialisation from an
-    explicit PRNG key; every output that uses it says so.
-  * a path: a `.safetensors` written by the converter, or a torchvision
-    `.pth` state dict (converted in memory).
-
-This module never imports torch; the torch side lives in `convert/` and is
-imported only when a `.pth` has to be read or downloaded.
+This module never imports torch. Turning a `--weights` value into Weights,
+which may need the torch side (`convert/`, installed as `jaxviz_convert`) to
+read a `.pth` or download the ImageNet weights, is `jaxviz.app.load_weights`.
 
 The file format: flat keys "conv1_1.kernel", ..., "fc8.bias" (HWIO conv
 kernels, (in, out) dense kernels, fc6 rows in NHWC-flatten order) and string
 metadata: format, arch, source, source_sha256, categories (a JSON list).
+The expected keys and shapes are the Flax module's (`vgg.param_shapes`).
 """
 
 from __future__ import annotations
@@ -30,8 +23,9 @@ import numpy as np
 import platformdirs
 import safetensors
 import safetensors.numpy
+from flax import traverse_util
 
-from jaxviz import fileio
+from jaxviz import fileio, vgg
 from jaxviz import layers as layers_lib
 from jaxviz.errors import JaxvizError
 from jaxviz.settings import prng_key
@@ -66,20 +60,6 @@ class Weights:
     if self.is_random:
       return f"{self.label}: RANDOM weights, not a trained network"
     return f"{self.label} (sha256 {self.sha256[:12]})"
-
-
-def param_shapes(arch: str = layers_lib.DEFAULT_ARCH) -> dict[str, tuple[int, ...]]:
-  """The expected flat key -> shape table for `arch`, in network order."""
-  shapes: dict[str, tuple[int, ...]] = {}
-  in_channels = 3
-  for layer in layers_lib.conv_layers(arch):
-    shapes[f"{layer.name}.kernel"] = (3, 3, in_channels, layer.channels)
-    shapes[f"{layer.name}.bias"] = (layer.channels,)
-    in_channels = layer.channels
-  for name, fan_in, fan_out in layers_lib.CLASSIFIER:
-    shapes[f"{name}.kernel"] = (fan_in, fan_out)
-    shapes[f"{name}.bias"] = (fan_out,)
-  return shapes
 
 
 def _preview(keys: list[str], limit: int = 6) -> str:
@@ -118,22 +98,20 @@ def check_finite(tensors: dict[str, np.ndarray], source: str) -> None:
 
 
 def nest(flat: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-  params: dict[str, dict[str, np.ndarray]] = {}
-  for key, value in flat.items():
-    module, leaf = key.split(".")
-    params.setdefault(module, {})[leaf] = value
-  return params
+  """{"conv1_1.kernel": ...} -> {"conv1_1": {"kernel": ...}}, the Flax parameter tree."""
+  return traverse_util.unflatten_dict(flat, sep=".")
 
 
 def flatten(params: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
-  return {f"{module}.{leaf}": np.asarray(value)
-          for module, leaves in params.items() for leaf, value in leaves.items()}
+  """The Flax parameter tree -> flat keys "conv1_1.kernel", as numpy arrays."""
+  return {key: np.asarray(value)
+          for key, value in traverse_util.flatten_dict(params, sep=".").items()}
 
 
 def save(path: str | os.PathLike, flat: dict[str, np.ndarray], *, arch: str, source: str,
          source_sha256: str, categories: list[str] | None) -> None:
   """Writes converted parameters atomically after checking them against `arch`."""
-  report = mismatch_report({k: v.shape for k, v in flat.items()}, param_shapes(arch))
+  report = mismatch_report({k: v.shape for k, v in flat.items()}, vgg.param_shapes(arch))
   if report:
     raise JaxvizError(f"refusing to save {path}: not {arch} parameters ({report})")
   metadata = {"format": FORMAT, "arch": arch, "source": source, "source_sha256": source_sha256,
@@ -161,7 +139,7 @@ def load_safetensors(path: str | os.PathLike, label: str | None = None) -> Weigh
   arch = metadata.get("arch", "")
   if arch not in layers_lib.ARCH_CONFIGS:
     raise JaxvizError(f"{path}: unknown architecture {arch!r} in its metadata")
-  report = mismatch_report({k: v.shape for k, v in flat.items()}, param_shapes(arch))
+  report = mismatch_report({k: v.shape for k, v in flat.items()}, vgg.param_shapes(arch))
   if report:
     raise JaxvizError(f"{path} does not hold {arch} parameters: {report}")
   check_finite(flat, str(path))
@@ -169,30 +147,50 @@ def load_safetensors(path: str | os.PathLike, label: str | None = None) -> Weigh
   return Weights(nest(flat), arch, label or str(path), fileio.sha256_file(path), categories)
 
 
+# Bumped whenever random initialisation changes, so cached random weights follow it.
+RANDOM_FORMAT = "jaxviz-random/1"
+
+
 def random_weights(key: jax.Array | int = 0,
                    arch: str = layers_lib.DEFAULT_ARCH) -> Weights:
-  """torchvision's VGG initialisation from a PRNG key (or an int seed).
+  """torchvision's VGG initialisation (the Flax module's initializers) from a PRNG key
+  or an int seed: convs kaiming normal (fan_out, ReLU gain), dense normal(0, 0.01),
+  biases 0.
 
-  Convs: kaiming normal, fan_out, ReLU gain (std sqrt(2 / (9 * out))), bias 0.
-  Dense: normal(0, 0.01), bias 0.
+  An int seed's weights are cached in the user cache (`<cache>/random/`): drawing
+  VGG16's 138M numbers takes seconds, reading them back a fraction of one.
   """
-  seed = key if isinstance(key, int) else None
-  if isinstance(key, int):
-    key = prng_key(key, "the seed of random weights")
-  shapes = param_shapes(arch)
-  keys = jax.random.split(key, len(shapes))
-  flat = {}
-  for subkey, (name, shape) in zip(keys, shapes.items()):
-    if name.endswith(".bias"):
-      flat[name] = np.zeros(shape, np.float32)
-      continue
-    if len(shape) == 4:
-      std = np.sqrt(2.0 / (shape[0] * shape[1] * shape[3]))
-    else:
-      std = 0.01
-    flat[name] = np.asarray(jax.random.normal(subkey, shape, np.float32)) * np.float32(std)
-  label = f"random (seed {seed})" if seed is not None else "random"
-  return Weights(nest(flat), arch, label, None, None)
+  layers_lib.check_arch(arch)
+  if not isinstance(key, int):
+    return Weights(jax.tree.map(np.asarray, vgg.init_params(key, arch)), arch, "random", None,
+                   None)
+  label = f"random (seed {key})"
+  cached = cache_dir() / "random" / f"{arch}-seed{key}.safetensors"
+  params = _read_cached_random(cached, arch)
+  if params is None:
+    params = jax.tree.map(np.asarray, vgg.init_params(prng_key(key, "the seed of random weights"),
+                                                      arch))
+    try:
+      with fileio.atomic_write(cached) as tmp:
+        safetensors.numpy.save_file(flatten(params), str(tmp),
+                                    metadata={"format": RANDOM_FORMAT, "arch": arch})
+    except JaxvizError:
+      pass  # a cache that cannot be written only costs time
+  return Weights(params, arch, label, None, None)
+
+
+def _read_cached_random(path: Path, arch: str):
+  """Cached random parameters of `arch`, or None if absent, stale or unreadable."""
+  try:
+    with safetensors.safe_open(str(path), framework="numpy") as handle:
+      if (handle.metadata() or {}) != {"format": RANDOM_FORMAT, "arch": arch}:
+        return None
+      flat = {key: handle.get_tensor(key) for key in handle.keys()}
+  except Exception:  # absent, truncated or foreign: draw the weights again
+    return None
+  if mismatch_report({k: v.shape for k, v in flat.items()}, vgg.param_shapes(arch)):
+    return None
+  return nest(flat)
 
 
 def cache_dir() -> Path:
@@ -202,35 +200,3 @@ def cache_dir() -> Path:
 
 def imagenet_cache_path(arch: str = layers_lib.DEFAULT_ARCH) -> Path:
   return cache_dir() / f"{arch}-imagenet.safetensors"
-
-
-def _convert_module():
-  try:
-    import convert.torchvision_vgg as torchvision_vgg  # the torch side, imported on demand
-  except ImportError as error:
-    raise JaxvizError(f"reading torchvision weights needs torch and torchvision ({error}); "
-                      "install them, or pass a converted .safetensors file") from None
-  return torchvision_vgg
-
-
-def resolve(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH) -> Weights:
-  """Turns a `--weights` value into Weights; see the module docstring."""
-  layers_lib.check_arch(arch)
-  spec = spec.strip()
-  if spec == "random" or spec.startswith("random:"):
-    seed_text = spec.partition(":")[2] or "0"
-    if not seed_text.isdigit():
-      raise JaxvizError(f"--weights random:SEED needs an integer seed, got {seed_text!r}")
-    return random_weights(int(seed_text), arch)
-  if spec == "imagenet":
-    cached = imagenet_cache_path(arch)
-    if not cached.is_file():
-      _convert_module().download_and_convert(arch, cached)
-    return load_safetensors(cached, label="imagenet")
-  path = Path(spec).expanduser()
-  if path.suffix in (".pth", ".pt"):
-    return _convert_module().load_pth_as_weights(path)
-  if path.suffix == ".safetensors" or path.exists():
-    return load_safetensors(path)
-  raise JaxvizError(f"--weights {spec!r} is not 'imagenet', 'random[:SEED]' or an existing "
-                    ".safetensors/.pth file")

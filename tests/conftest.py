@@ -9,6 +9,7 @@ a bias mix-up visible.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -20,9 +21,12 @@ import torch
 import torchvision
 from typer.testing import CliRunner
 
-import convert.torchvision_vgg as torchvision_vgg
-from jaxviz import engine
+import jaxviz_convert.torchvision_vgg as torchvision_vgg
+from jaxviz import app as app_lib
+from jaxviz import execution
 from jaxviz import weights as weights_lib
+from jaxviz.optvis import params as params_lib
+from jaxviz.optvis import render
 from jaxviz.cli import app
 
 TORCH_SEED = 0
@@ -61,11 +65,24 @@ def vgg16_weights(vgg16_safetensors) -> weights_lib.Weights:
   return weights_lib.load_safetensors(vgg16_safetensors)
 
 
+@pytest.fixture(scope="session")
+def shared_jaxviz_cache(tmp_path_factory) -> Path:
+  return tmp_path_factory.mktemp("jaxviz-cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_caches(tmp_path, monkeypatch):
-  """Every test gets empty jaxviz and torch caches, so none touches the user's."""
-  monkeypatch.setenv(weights_lib.CACHE_ENV, str(tmp_path / "jaxviz-cache"))
+def isolated_caches(tmp_path, monkeypatch, shared_jaxviz_cache):
+  """No test touches the user's caches. The tests share one jaxviz cache (compiled
+  programs and random weights, which only save time; `empty_jaxviz_cache` gives a
+  test its own); torch's cache is each test's own."""
+  monkeypatch.setenv(weights_lib.CACHE_ENV, str(shared_jaxviz_cache))
   monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+
+@pytest.fixture
+def empty_jaxviz_cache(tmp_path, monkeypatch) -> Path:
+  monkeypatch.setenv(weights_lib.CACHE_ENV, str(tmp_path / "jaxviz-cache"))
+  return tmp_path / "jaxviz-cache"
 
 
 @pytest.fixture
@@ -115,10 +132,23 @@ def assert_names_all(text: str, *needles: str) -> None:
 
 
 def start_images(maps, side=32, dtype=jnp.float64, seed=0) -> np.ndarray:
-  """The engine's start noise for `maps` (seed `seed`), to hand the torch reference."""
+  """The write-up recipe's start images of `maps` (seed `seed`), (N, side, side, 3), RGB,
+  to hand the torch reference exactly what the JAX loop starts from."""
+  key = jax.random.key(seed)
   with jax.enable_x64(dtype == jnp.float64):
-    return np.asarray(engine._batched_start(jax.random.key(seed), jnp.asarray(maps), side,
-                                            dtype))
+    noise = jax.vmap(lambda unit: params_lib.NormalisedPixels.noise(
+        render.map_keys(key, unit)[0], side, 1, dtype)[0])
+    return np.asarray(noise(jnp.asarray(maps)))
+
+
+def render_layer_batch(params, maps, key, schedule, target, *, dtype="float32", **kwargs):
+  """One batch of the write-up's recipe for `target`, as the execution layer runs it;
+  images (B, S, S, 3) (the group axis of one image dropped)."""
+  recipe = app_lib.layer_recipe(target, schedule)
+  placed = execution.prepare_params(recipe, target.model, params, dtype)
+  result = render.render_batch(recipe, target.model, placed, np.asarray(maps), key,
+                               dtype=dtype, **kwargs)
+  return dataclasses.replace(result, images=result.images[:, 0])
 
 
 def save_pth(model, path: Path) -> Path:

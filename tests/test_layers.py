@@ -8,7 +8,7 @@ import pytest
 
 from jaxviz import fileio, layers
 from jaxviz.errors import JaxvizError
-from jaxviz.objectives import resolve_target
+from jaxviz.vgg import resolve_target
 
 import torch_reference
 from conftest import error_line, make_torch_vgg, relative_error, run_cli, save_pth

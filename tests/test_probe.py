@@ -17,7 +17,7 @@ import pytest
 
 from jaxviz import figures, fileio
 from jaxviz import probe as probe_lib
-from jaxviz.objectives import resolve_target
+from jaxviz.vgg import resolve_target
 
 from conftest import assert_names_all, error_line, relative_error, run_cli
 from torch_reference import channel_means as torch_means

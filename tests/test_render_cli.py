@@ -19,16 +19,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 import jaxviz
-from jaxviz import api, engine, fileio, layers
-from jaxviz import weights as weights_lib
+from jaxviz import api, app, fileio, layers
 from jaxviz.errors import JaxvizError
-from jaxviz.objectives import resolve_target
+from jaxviz.vgg import resolve_target
 
 import torch_reference
-from conftest import assert_names_all, error_line, run_cli, save_pth, start_images
+from conftest import (assert_names_all, error_line, render_layer_batch, run_cli, save_pth,
+                      start_images)
+from jaxviz.optvis.recipes import Schedule
 
 TINY = ["--size0", "32", "--scales", "2", "--steps", "3"]
-TINY_SCHEDULE = engine.Schedule(size0=32, scales=2, steps=3)
+TINY_SCHEDULE = Schedule(size0=32, scales=2, steps=3)
 
 
 def test_render_writes_pngs_grid_and_record(tmp_path, vgg16_safetensors, vgg16_weights):
@@ -71,7 +72,7 @@ def test_init_photo_replaces_the_noise(tmp_path, photo_files, vgg16_weights):
   from_noise = jaxviz.render(10, [4], weights=vgg16_weights, schedule=TINY_SCHEDULE)
   assert np.abs(from_photo - from_noise).mean() > 0.05
   # A few small steps leave the photo recognisable: close to its own resize.
-  resized = api.start_from_photo(photo, 38)
+  resized = app.photo_start(photo, 38)
   assert np.abs(from_photo[0] - np.clip(resized, 0, 1)).mean() < np.abs(
       from_noise[0] - np.clip(resized, 0, 1)).mean()
   out = tmp_path / "o"
@@ -177,7 +178,7 @@ def test_parse_maps_orders_and_dedupes():
     layers.parse_maps("", layer)
 
 
-SMALL = engine.Schedule(size0=32, scales=3, steps=10)
+SMALL = Schedule(size0=32, scales=3, steps=10)
 
 
 def test_init_photo_becomes_the_start_array_in_the_render_dtype(photo_files, vgg16_weights,
@@ -188,10 +189,10 @@ def test_init_photo_becomes_the_start_array_in_the_render_dtype(photo_files, vgg
   pixels = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB")) / 255.0)
   expected = F.interpolate(pixels.permute(2, 0, 1)[None], size=(32, 32), mode="bicubic",
                            align_corners=False)[0].permute(1, 2, 0).numpy()
-  start = api.start_from_photo(photo, 32, "float64")
+  start = app.photo_start(photo, 32, "float64")
   assert start.dtype == np.float64
   np.testing.assert_allclose(start, expected, rtol=0, atol=1e-12)
-  single = api.start_from_photo(photo, 32, "float32")
+  single = app.photo_start(photo, 32, "float32")
   assert single.dtype == np.float32 and 0 < np.abs(single - expected).max() < 1e-5
 
   images = jaxviz.render(10, [4], weights=vgg16_weights, schedule=SMALL, init=photo,
@@ -216,8 +217,8 @@ def test_a_dead_map_is_reported_and_rendered_as_the_write_up_does(tmp_path, torc
   assert record["dead_at_start"] == {"7": None}
   assert record["objectives"]["7"] == [0.0, 0.0, 0.0]
 
-  loaded = weights_lib.resolve(str(weights_file))
-  ours = engine.render_batch(loaded.params, np.array([5, 7]), jax.random.key(0), SMALL,
+  loaded = app.load_weights(str(weights_file))
+  ours = render_layer_batch(loaded.params, np.array([5, 7]), jax.random.key(0), SMALL,
                              resolve_target(10), dtype="float64")
   assert list(ours.dead_at_start) == [False, True]
   expected, _ = torch_reference.render_map(model, 10, 7, start_images([7])[0], SMALL)

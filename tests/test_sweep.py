@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,8 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxviz import cpu_workers, engine, layers
-from jaxviz.objectives import Target
+from jaxviz import app, cpu_workers, execution
+from jaxviz.optvis import render
+from jaxviz.optvis.recipes import Schedule
+from jaxviz.vgg import resolve_target
 
 from conftest import assert_names_all, error_line, run_cli
 
@@ -45,16 +48,71 @@ def pngs(folder: Path) -> dict[str, np.ndarray]:
   return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("10_*.png"))}
 
 
-def test_four_host_devices_render_the_same_images_as_one(tmp_path):
+FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+
+
+@pytest.mark.parametrize("dtype,batch,maps", [("float64", 8, 12), ("float32", 16, 16)])
+def test_four_host_devices_render_the_same_images_as_one(tmp_path, dtype, batch, maps):
+  """2 maps per device over two batches (the last padded), and 4 per device."""
   one, four = tmp_path / "one", tmp_path / "four"
-  run_sweep(one, "--maps", "0:6", "--batch", "4", "--dtype", "float64")
-  result = run_sweep(four, "--maps", "0:6", "--batch", "4", "--dtype", "float64",
-                     env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+  run_sweep(one, "--maps", f"0:{maps}", "--batch", str(batch // 4), "--dtype", dtype)
+  result = run_sweep(four, "--maps", f"0:{maps}", "--batch", str(batch), "--dtype", dtype,
+                     env=FOUR_DEVICES)
   assert "4 cpu device(s)" in result.stderr
   ours, reference = pngs(four), pngs(one)
-  assert sorted(ours) == [f"10_{m}.png" for m in sorted(range(6), key=str)]
+  assert sorted(ours) == [f"10_{m}.png" for m in sorted(range(maps), key=str)]
   for name in reference:
     np.testing.assert_array_equal(ours[name], reference[name])
+
+
+NO_COLLECTIVES = """
+import jax, jax.numpy as jnp, numpy as np, re
+from jaxviz import app, execution, weights
+from jaxviz.optvis import render
+from jaxviz.optvis.recipes import Schedule
+from jaxviz.vgg import resolve_target
+target = resolve_target(10)
+recipe = app.layer_recipe(target, Schedule(size0=32, scales=2, steps=2))
+mesh = execution.map_mesh()
+assert mesh.size == 4
+params = execution.prepare_params(recipe, target.model, weights.random_weights(0).params,
+                                  "float32", mesh)
+units = jax.device_put(jnp.arange(8, dtype=jnp.int32),
+                       jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("maps")))
+key = jax.random.key(0)
+static = dict(recipe=recipe, model=target.model, mesh=mesh)
+variables = render.batched_start(**static, key=key, units=units, dtype=jnp.dtype("float32"))
+states = render.batched_optimizer_init(**static, variables=variables)
+programs = {
+    "start": render.batched_start.lower(**static, key=key, units=units,
+                                        dtype=jnp.dtype("float32")),
+    "dead": render.batched_dead.lower(**static, params=params, variables=variables, units=units),
+    "step": render.batched_steps.lower(**static, params=params, key=key,
+                                       first_step=jnp.int32(0), variables=variables,
+                                       opt_states=states, units=units, num_steps=1),
+    "scan": render.batched_steps.lower(**static, params=params, key=key,
+                                       first_step=jnp.int32(0), variables=variables,
+                                       opt_states=states, units=units, num_steps=2),
+    "end": render.batched_end_scale.lower(**static, params=params, variables=variables,
+                                          units=units),
+    "next": render.batched_next_scale.lower(**static, variables=variables, side=38),
+}
+pattern = re.compile(r"all-gather|all-reduce|collective-permute|all-to-all|reduce-scatter")
+for name, lowered in programs.items():
+  text = lowered.compile().as_text()
+  found = sorted(set(pattern.findall(text)))
+  print(name, "collectives:", found or "none")
+"""
+
+
+def test_sharded_programs_hold_no_collective():
+  """Maps are independent: no per-step or per-scale program may talk between devices
+  (an all-gather there deadlocked a 4-device sweep with several maps per device)."""
+  result = subprocess.run([sys.executable, "-c", NO_COLLECTIVES], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **FOUR_DEVICES})
+  assert result.returncode == 0, result.stderr
+  lines = [line for line in result.stdout.splitlines() if "collectives:" in line]
+  assert len(lines) == 6 and all(line.endswith("none") for line in lines), result.stdout
 
 
 def children_of(pid: int) -> list[int]:
@@ -136,14 +194,74 @@ def test_process_shares_split_the_maps_and_merge_in_the_atlas(tmp_path):
   assert (out / "index.html").read_text().count('class="thumb"') == 5
 
 
-def test_auto_batch_is_sane_on_cpu_and_scales_with_gpu_memory():
-  conv5_1 = Target(layers.resolve_layer(24))
-  # CPU: batching pays only from conv5 on (measured; see engine.auto_batch), and
-  # never beyond a quarter of the RAM (a few maps of conv5_1 at 408 px here).
-  small = engine.Schedule(scales=1)
-  assert engine.auto_batch(small, conv5_1) == 8
-  assert engine.auto_batch(small, Target(layers.resolve_layer(10))) == 1
-  assert 1 <= engine.auto_batch(engine.Schedule(), conv5_1) <= 8
+def free_loopback_port() -> int:
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
+def distributed_sweeps(out: Path, *extra: str) -> list[subprocess.Popen]:
+  """Two `sweep --distributed` processes with a real coordinator on 127.0.0.1."""
+  address = f"127.0.0.1:{free_loopback_port()}"
+  env = {**os.environ, "JAX_COORDINATOR_ADDRESS": address,
+         "JAX_COORDINATOR_BIND_ADDRESS": address, "JAX_NUM_PROCESSES": "2"}
+  return [subprocess.Popen(sweep_command(out, *extra, "--distributed"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True,
+                           env={**env, "JAX_PROCESS_ID": str(k)}) for k in (0, 1)]
+
+
+def test_two_distributed_processes_survive_a_kill_and_equal_one(tmp_path):
+  """A real jax.distributed run on loopback: process 0 is killed mid-way (the other
+  stops too, as JAX does), both are rerun, and the merged directory equals a single
+  process's sweep."""
+  one, two = tmp_path / "one", tmp_path / "two"
+  extra = ("--maps", "0:8", "--dtype", "float64", "--steps", "15", "--batch", "1")
+  run_sweep(one, *extra)
+  processes = distributed_sweeps(two, *extra)
+  try:
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(two.glob("10_*.png")):
+      time.sleep(0.05)
+    processes[0].kill()
+    for process in processes:
+      process.communicate(timeout=120)
+  finally:
+    for process in processes:
+      process.kill()
+  finished = len(list(two.glob("10_*.png")))
+  assert 1 <= finished < 8 and processes[1].returncode != 0
+
+  processes = distributed_sweeps(two, *extra)
+  try:
+    errors = [process.communicate(timeout=300)[1] for process in processes]
+  finally:
+    for process in processes:
+      process.kill()
+  assert [process.returncode for process in processes] == [0, 0], errors
+  assert "process 1 of 2" in errors[1]
+  shares = [json.loads((two / f"render.p{k}.json").read_text())["files"] for k in (0, 1)]
+  assert sorted(shares[0]) == ["0", "2", "4", "6"] and sorted(shares[1]) == ["1", "3", "5", "7"]
+  ours, reference = pngs(two), pngs(one)
+  assert sorted(ours) == sorted(reference) and len(ours) == 8
+  for name in reference:
+    np.testing.assert_array_equal(ours[name], reference[name])
+
+
+def layer_auto_batch(schedule, target, params, devices=None):
+  return execution.auto_batch(app.layer_recipe(target, schedule), target.model, params,
+                              devices=devices)
+
+
+def test_auto_batch_is_sane_on_cpu_and_scales_with_gpu_memory(vgg16_weights):
+  params = vgg16_weights.params
+  conv5_1 = resolve_target(24)
+  # CPU: batching pays only where layers are tiny (conv5 at 56 px; measured, see
+  # execution.auto_batch), and never beyond a quarter of the RAM (a few maps of
+  # conv5_1 at 408 px here).
+  small = Schedule(scales=1)
+  assert layer_auto_batch(small, conv5_1, params) == 8
+  assert layer_auto_batch(small, resolve_target(10), params) == 1
+  assert 1 <= layer_auto_batch(Schedule(), conv5_1, params) <= 8
 
   class FakeGpu:
     platform = "gpu"
@@ -154,34 +272,49 @@ def test_auto_batch_is_sane_on_cpu_and_scales_with_gpu_memory():
     def memory_stats(self):
       return {"bytes_limit": self.gib * 2**30}
 
-  per_map = engine.activation_bytes_per_map(conv5_1, 408, 4)
+  per_map = execution.activation_bytes_per_map(app.layer_recipe(conv5_1, Schedule()),
+                                               conv5_1.model, params)
   assert 200 * 2**20 < per_map < 2 * 2**30  # a few hundred MB per map at 408 px
-  small, big = (engine.auto_batch(engine.Schedule(), conv5_1, devices=[FakeGpu(g)])
+  small, big = (layer_auto_batch(Schedule(), conv5_1, params, devices=[FakeGpu(g)])
                 for g in (16, 80))
   assert 1 <= small < big <= 512
-  assert engine.auto_batch(engine.Schedule(), conv5_1, devices=[FakeGpu(80)] * 2) == \
+  assert layer_auto_batch(Schedule(), conv5_1, params, devices=[FakeGpu(80)] * 2) == \
       min(512, 2 * big)
 
 
 def test_out_of_memory_halves_the_batch_and_finishes(monkeypatch, vgg16_weights):
-  real_render_batch = engine.render_batch
+  real_render_batch = render.render_batch
   seen_sizes = []
 
-  def small_memory(params, maps, *args, **kwargs):
+  def small_memory(recipe, model, params, maps, *args, **kwargs):
     seen_sizes.append(len(maps))
     if len(maps) > 2:
-      raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")
-    return real_render_batch(params, maps, *args, **kwargs)
+      raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to "
+                                       "allocate")
+    return real_render_batch(recipe, model, params, maps, *args, **kwargs)
 
-  monkeypatch.setattr(engine, "render_batch", small_memory)
+  monkeypatch.setattr(render, "render_batch", small_memory)
   halved = []
-  results = list(engine.iter_render(vgg16_weights.params, range(5), jax.random.key(0),
-                                    engine.Schedule(size0=32, scales=1, steps=1),
-                                    Target(layers.resolve_layer(10)), batch=8,
-                                    on_out_of_memory=halved.append))
+  target = resolve_target(10)
+  recipe = app.layer_recipe(target, Schedule(size0=32, scales=1, steps=1))
+  results = list(execution.iter_render(recipe, target.model, vgg16_weights.params, range(5),
+                                       jax.random.key(0), batch=8,
+                                       on_out_of_memory=halved.append))
   assert halved == [2]  # 5 maps -> batch 5, then halved to 2
   assert [m for r in results for m in r.maps] == [0, 1, 2, 3, 4]
   assert seen_sizes[0] == 5 and set(seen_sizes[1:]) == {2}
+
+
+def test_only_jaxs_out_of_memory_error_halves_the_batch(monkeypatch, vgg16_weights):
+  def other_error(*args, **kwargs):
+    raise RuntimeError("could not allocate a file handle: out of memory")  # not JAX's OOM
+
+  monkeypatch.setattr(render, "render_batch", other_error)
+  target = resolve_target(10)
+  recipe = app.layer_recipe(target, Schedule(size0=32, scales=1, steps=1))
+  with pytest.raises(RuntimeError, match="file handle"):
+    list(execution.iter_render(recipe, target.model, vgg16_weights.params, range(4),
+                               jax.random.key(0), batch=4))
 
 
 def test_atlas_rebuild_shows_top_photos(tmp_path, photo_files):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import convert.torchvision_vgg as torchvision_vgg
+import jaxviz_convert.torchvision_vgg as torchvision_vgg
 from jaxviz import layers as layers_lib
 from jaxviz import vgg
 

@@ -6,14 +6,15 @@ import json
 import urllib.error
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 import safetensors
 import torch
 import torchvision
 
-import convert.torchvision_vgg as torchvision_vgg
-from jaxviz import fileio
+import jaxviz_convert.torchvision_vgg as torchvision_vgg
+from jaxviz import app, fileio, vgg
 from jaxviz import weights as weights_lib
 from jaxviz.errors import JaxvizError
 
@@ -42,7 +43,7 @@ def test_other_vgg_depths_are_detected_and_convert(arch):
   assert torchvision_vgg.detect_arch(state_dict) == arch
   flat = torchvision_vgg.state_dict_to_flat(state_dict, arch)
   assert weights_lib.mismatch_report({k: v.shape for k, v in flat.items()},
-                                     weights_lib.param_shapes(arch)) is None
+                                     vgg.param_shapes(arch)) is None
 
 
 def test_converted_file_records_its_source(vgg16_pth, vgg16_safetensors):
@@ -115,19 +116,33 @@ def test_random_weights_are_seeded_and_torchvision_scaled():
   assert first.is_random and "RANDOM" in first.describe() and first.label == "random (seed 0)"
 
 
+def test_random_weights_are_cached_and_equal_a_fresh_draw(empty_jaxviz_cache):
+  drawn = weights_lib.random_weights(5, "vgg11")
+  cached = empty_jaxviz_cache / "random" / "vgg11-seed5.safetensors"
+  assert cached.is_file()
+  fresh = vgg.init_params(jax.random.key(5), "vgg11")
+  for read in (weights_lib.random_weights(5, "vgg11"), drawn):
+    for name in ("conv1_1", "conv5_2", "fc8"):
+      np.testing.assert_array_equal(read.params[name]["kernel"], fresh[name]["kernel"])
+  cached.write_bytes(b"truncated")  # a broken cache entry is drawn again, not trusted
+  np.testing.assert_array_equal(weights_lib.random_weights(5, "vgg11").params["fc6"]["kernel"],
+                                fresh["fc6"]["kernel"])
+
+
 def test_resolve_reads_pth_safetensors_and_random(vgg16_pth, vgg16_safetensors, vgg16_weights):
-  from_pth = weights_lib.resolve(str(vgg16_pth))
+  from_pth = app.load_weights(str(vgg16_pth))
   np.testing.assert_array_equal(from_pth.params["fc6"]["kernel"],
                                 vgg16_weights.params["fc6"]["kernel"])
-  assert weights_lib.resolve(str(vgg16_safetensors)).sha256 == vgg16_weights.sha256
-  assert weights_lib.resolve("random:3").label == "random (seed 3)"
+  assert app.load_weights(str(vgg16_safetensors)).sha256 == vgg16_weights.sha256
+  assert app.load_weights("random:3").label == "random (seed 3)"
   for bad, message in (("random:x", "integer seed"), ("nope.safetensors", "not found"),
                        ("gone.pth", "not found"), ("vgg", "is not 'imagenet'")):
     with pytest.raises(JaxvizError, match=message):
-      weights_lib.resolve(bad)
+      app.load_weights(bad)
 
 
-def test_imagenet_uses_torchvision_cache_then_jaxviz_cache(vgg16_pth, tmp_path, monkeypatch):
+def test_imagenet_uses_torchvision_cache_then_jaxviz_cache(vgg16_pth, tmp_path, monkeypatch,
+                                                           empty_jaxviz_cache):
   """The real download path, served from where torchvision caches its file."""
   checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
   assert str(checkpoints).startswith(str(tmp_path))  # TORCH_HOME isolated by conftest
@@ -138,24 +153,24 @@ def test_imagenet_uses_torchvision_cache_then_jaxviz_cache(vgg16_pth, tmp_path, 
     raise AssertionError("the cached file should have been used")
 
   monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-  loaded = weights_lib.resolve("imagenet")
+  loaded = app.load_weights("imagenet")
   assert loaded.label == "imagenet" and not loaded.is_random
   assert weights_lib.imagenet_cache_path().is_file()
 
   # Second time: the converted file alone, torch not needed.
-  monkeypatch.setattr(weights_lib, "_convert_module", no_network)
-  again = weights_lib.resolve("imagenet")
+  monkeypatch.setattr(app, "_torch_side", no_network)
+  again = app.load_weights("imagenet")
   np.testing.assert_array_equal(again.params["conv1_1"]["kernel"],
                                 loaded.params["conv1_1"]["kernel"])
 
 
-def test_imagenet_offline_names_the_alternatives(monkeypatch):
+def test_imagenet_offline_names_the_alternatives(monkeypatch, empty_jaxviz_cache):
   def offline(*args, **kwargs):
     raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
   monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
   with pytest.raises(JaxvizError) as error:
-    weights_lib.resolve("imagenet")
+    app.load_weights("imagenet")
   message = str(error.value)
   assert_names_all(message, "cannot download", "--weights PATH", "--weights random")
   assert "\n" not in message

@@ -2,8 +2,11 @@
 
 Layers are read the write-up's way, not re-implemented: a forward hook on
 `model.features[L]` of an unmodified torchvision VGG stores the module's
-output while the whole network runs, and torchvision's `ReLU(inplace=True)`
-then overwrites that stored tensor, so a conv layer is read after its ReLU.
+output while the network runs, and torchvision's `ReLU(inplace=True)` then
+overwrites that stored tensor, so a conv layer is read after its ReLU. The
+write-up ran the whole network; this runs `features` up to the module after
+L, the in-place ReLU included, since no later module can touch the stored
+tensor (and the classifier in float64 would dominate the tests' time).
 `pre_relu=True` stores a copy instead, the raw conv output. Eager, one map at a
 time, torch's own Adam(weight_decay=...), F.interpolate bicubic (= cv2
 INTER_CUBIC) and a reflect-padded average pool (= cv2.blur).
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jaxviz.engine import Schedule
+from jaxviz.optvis.recipes import Schedule
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -25,15 +28,15 @@ class HookedLayer:
   """`model.features[layer_index]`'s output as the write-up's SaveFeatures hook keeps it."""
 
   def __init__(self, model: torch.nn.Module, layer_index: int, pre_relu: bool = False):
-    self.model = model
+    self.network = model.features[: layer_index + 2]
     self.stored = None
     keep = (lambda output: output.clone()) if pre_relu else (lambda output: output)
     self._handle = model.features[layer_index].register_forward_hook(
         lambda module, inputs, output: setattr(self, "stored", keep(output)))
 
   def __call__(self, x: torch.Tensor) -> torch.Tensor:
-    """Runs the whole network on NCHW normalised `x`; returns the stored activation."""
-    self.model(x)
+    """Runs the network on NCHW normalised `x`; returns the stored activation."""
+    self.network(x)
     return self.stored
 
   def remove(self) -> None:

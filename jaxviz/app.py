@@ -1,0 +1,227 @@
+"""The use cases, shared by the CLI and the Python API: weights, render directories.
+
+The CLI parses, calls these and prints; `jaxviz.api` wraps them for notebooks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from jaxviz import execution, fileio, ops, store, vgg
+from jaxviz import layers as layers_lib
+from jaxviz import weights as weights_lib
+from jaxviz.errors import JaxvizError
+from jaxviz.optvis import objectives, recipes
+from jaxviz.optvis.render import dtype_context, resolve_driver
+from jaxviz.settings import RenderOptions, prng_key
+
+
+# Weights: `--weights imagenet|random[:SEED]|PATH`.
+
+def _torch_side():
+  try:
+    import jaxviz_convert.torchvision_vgg as torchvision_vgg  # imported on demand
+  except ImportError as error:
+    raise JaxvizError(f"reading torchvision weights needs torch and torchvision ({error}); "
+                      "install them, or pass a converted .safetensors file") from None
+  return torchvision_vgg
+
+
+def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH) -> weights_lib.Weights:
+  """A `--weights` value as Weights.
+
+  * `imagenet` (default): the converted file in the user cache
+    (`<cache>/<arch>-imagenet.safetensors`). If it is absent, torchvision
+    downloads its own `.pth` (its cache, its progress bar) and the torch side
+    converts it once.
+  * `random` or `random:SEED`: torchvision's initialisation from a seeded key;
+    every output that uses it says so.
+  * a path: a `.safetensors` written by the converter, or a torchvision
+    `.pth` state dict (converted in memory).
+  """
+  layers_lib.check_arch(arch)
+  spec = spec.strip()
+  if spec == "random" or spec.startswith("random:"):
+    seed_text = spec.partition(":")[2] or "0"
+    if not seed_text.isdigit():
+      raise JaxvizError(f"--weights random:SEED needs an integer seed, got {seed_text!r}")
+    return weights_lib.random_weights(int(seed_text), arch)
+  if spec == "imagenet":
+    cached = weights_lib.imagenet_cache_path(arch)
+    if not cached.is_file():
+      _torch_side().download_and_convert(arch, cached)
+    return weights_lib.load_safetensors(cached, label="imagenet")
+  path = Path(spec).expanduser()
+  if path.suffix in (".pth", ".pt"):
+    return _torch_side().load_pth_as_weights(path)
+  if path.suffix == ".safetensors" or path.exists():
+    return weights_lib.load_safetensors(path)
+  raise JaxvizError(f"--weights {spec!r} is not 'imagenet', 'random[:SEED]' or an existing "
+                    ".safetensors/.pth file")
+
+
+# Renders of a VGG layer (SPEC §2).
+
+def photo_start(path_or_image, size0: int, dtype: str = "float32") -> np.ndarray:
+  """`--init`: a photo as the (size0, size0, 3) start image of a render in `dtype`.
+
+  The photo's 8-bit values are divided by 255 in `dtype` (`fileio.read_image`)
+  and resized with the OpenCV-style bicubic in `dtype`: in float64 nothing
+  passes through float32. An array given instead of a path is cast to `dtype`.
+  """
+  photo = (np.asarray(path_or_image, dtype) if isinstance(path_or_image, np.ndarray)
+           else fileio.read_image(path_or_image, dtype))
+  with dtype_context(dtype):
+    return np.asarray(ops.resize_bicubic(jax.numpy.asarray(photo), size0, size0))
+
+
+def layer_recipe(target: vgg.Target, schedule: recipes.Schedule) -> recipes.Recipe:
+  """The write-up's recipe for the maps of `target` (after checking the schedule fits it)."""
+  schedule.check(target.layer.min_input_side, target.describe())
+  return schedule.recipe(objectives.Channel(target.read.name))
+
+
+def device_description() -> str:
+  """This process's devices (in a multi-process run jax.devices() lists every process's)."""
+  device = jax.local_devices()[0]
+  return f"{device.platform}: {device.device_kind} x{jax.local_device_count()}"
+
+
+def render_identity(loaded: weights_lib.Weights, target: vgg.Target, recipe: recipes.Recipe,
+                    options: RenderOptions, init_path=None) -> dict:
+  """Everything that decides what a map's render looks like (not batch or driver)."""
+  return {
+      "layer": target.layer.index, "pre_relu": target.pre_relu, "arch": target.arch,
+      "seed": options.seed, "schedule": dataclasses.asdict(options.schedule),
+      "recipe": recipe.spec(), "dtype": options.dtype, "precision": target.precision,
+      "init": None if init_path is None else {"path": str(init_path),
+                                              "sha256": fileio.sha256_file(init_path)},
+      "weights": {"label": loaded.label, "sha256": loaded.sha256, "random": loaded.is_random},
+  }
+
+
+class RenderEvents:
+  """What a render directory reports as it goes; the CLI overrides these to print."""
+
+  def plan(self, skipped: int, todo: int, total_steps: int, batch: int) -> None:
+    """The work is known: maps already finished, maps to render, their steps, the batch."""
+
+  def steps(self, count: int) -> None:
+    """`count` more optimisation steps are done (of every map in a batch)."""
+
+  def batch_done(self, maps: int) -> None:
+    """A batch of `maps` maps is written."""
+
+  def out_of_memory(self, new_batch: int) -> None:
+    """The device ran out of memory; the batch is now `new_batch`."""
+
+  def dead(self, map_index: int, first_alive: int | None) -> None:
+    """Map `map_index` was dead at the start; `first_alive` is the first scale with a
+    non-zero objective, or None."""
+
+  def failed(self, map_index: int, reason: str) -> None:
+    """Map `map_index` failed (non-finite objective or image); nothing was written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderOutcome:
+  """What one `render_to_dir` call did.
+
+  Attributes:
+    record: the directory's render record (this process's) after the call.
+    rendered: maps rendered and written by this call.
+    skipped: maps already finished before the call.
+    failed: {map: reason} for maps whose render failed in this call.
+    wall_time_s: this call's rendering time.
+  """
+
+  record: dict
+  rendered: list[int]
+  skipped: int
+  failed: dict[int, str]
+  wall_time_s: float
+
+
+def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequence[int], out_dir,
+                  options: RenderOptions, *, init_path=None, force: bool = False,
+                  process_index: int = 0, process_count: int = 1,
+                  events: RenderEvents = RenderEvents()) -> RenderOutcome:
+  """Renders `maps` of `target` into `out_dir` (`store`): a PNG per map, grid.png, record.
+
+  Rerunning with the same settings resumes (finished maps are skipped); other
+  settings are refused unless `force`. Process K of N takes maps[K::N] and
+  keeps its own record. Dead maps are rendered as the write-up's code renders
+  them and reported (`RenderEvents.dead`, `dead_at_start`); a map whose
+  objective or image stops being finite is not written but recorded under
+  `failed` and returned, and the others finish. With nothing left to render,
+  nothing is written, so finished renders can be read from a read-only folder.
+  """
+  options = options.check()
+  recipe = layer_recipe(target, options.schedule)
+  directory = store.RenderDirectory(
+      out_dir, render_identity(loaded, target, recipe, options, init_path),
+      {"layer_name": target.layer.name, "reads": target.read.name,
+       "sides": list(recipe.sides)},
+      force=force, process_index=process_index, process_count=process_count)
+  maps = list(maps)[process_index::process_count]
+  mesh, workers = execution.local_execution()
+  batch = (execution.auto_batch(recipe, target.model, loaded.params, options.dtype)
+           if options.batch == "auto" else options.batch)
+  done = directory.finished()
+  todo = [m for m in maps if m not in done]
+  batches = -(-len(todo) // execution.effective_batch(batch, len(todo), mesh, workers)) \
+      if todo else 0
+  events.plan(len(maps) - len(todo), len(todo), batches * recipe.total_steps(), batch)
+  if not todo:
+    return RenderOutcome(directory.record, [], len(maps), {}, 0.0)
+  fileio.ensure_writable_dir(out_dir)
+  run = {"maps": todo, "batch": batch, "workers": workers,
+         "driver": resolve_driver(options.driver),
+         "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
+  directory.record["runs"].append(run)
+  photo = None if init_path is None else photo_start(init_path, options.schedule.size0,
+                                                      options.dtype)
+  began = time.perf_counter()
+  failed: dict[int, str] = {}
+  for result in execution.iter_render(
+      recipe, target.model, loaded.params, todo, prng_key(options.seed), batch=batch,
+      mesh=mesh, workers=workers, dtype=options.dtype, driver=options.driver, photo=photo,
+      on_steps=events.steps, on_out_of_memory=events.out_of_memory):
+    for row, map_index in enumerate(int(m) for m in result.maps):
+      reason = result.failure(row)
+      if reason:
+        failed[map_index] = reason
+        directory.fail(map_index, reason)
+        events.failed(map_index, reason)
+        continue
+      objective = result.objectives[row]
+      alive = [scale for scale, value in enumerate(objective) if value != 0]
+      first_alive = alive[0] if alive else None
+      directory.add(map_index, store.map_filename(target.layer.index, map_index),
+                    result.images[row, 0], objective, first_alive,
+                    bool(result.dead_at_start[row]))
+      if result.dead_at_start[row]:
+        events.dead(map_index, first_alive)
+    run["wall_time_s"] = round(time.perf_counter() - began, 3)
+    directory.save()
+    events.batch_done(len(result.maps))
+  directory.save()
+  directory.write_grid(f"{target.describe()}, weights: {loaded.label}")
+  rendered = [m for m in todo if m not in failed]
+  return RenderOutcome(directory.record, rendered, len(maps) - len(todo), failed,
+                       run["wall_time_s"])
+
+
+def failures_error(failed: dict[int, str], out_dir=None) -> JaxvizError:
+  """The one error a render with failed maps ends with, after the others are finished."""
+  map_index, reason = next(iter(failed.items()))
+  where = (f"; no image was written for it, the others are in {out_dir} and its render "
+           "record lists the failures" if out_dir is not None else "")
+  return JaxvizError(f"{len(failed)} map{'s' if len(failed) > 1 else ''} failed (map "
+                     f"{map_index}: {reason}){where}")
