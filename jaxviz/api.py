@@ -58,7 +58,7 @@ def render(layer_or_model, *args, **kwargs) -> np.ndarray:
 
 def render_layer(layer: str | int, maps: Sequence[int] | str, *,
                  weights: str | Weights = "imagenet", pre_relu: bool = False, seed: int = 0,
-                 schedule: recipes.Schedule = recipes.Schedule(), batch: int | str = "auto",
+                 schedule=recipes.Schedule(), diversity: int = 1, batch: int | str = "auto",
                  dtype: str = "float32", precision: str = "default", driver: str = "auto",
                  init=None, arch: str = layers.DEFAULT_ARCH) -> np.ndarray:
   """Renders feature maps of a VGG layer by activation maximisation (SPEC §2).
@@ -72,20 +72,24 @@ def render_layer(layer: str | int, maps: Sequence[int] | str, *,
     maps: indices, or a spec string like "0:16" or "all".
     weights: "imagenet", "random[:SEED]", a file path, or loaded `Weights`.
     pre_relu: maximise a conv layer's raw output instead.
+    schedule: the recipe and its settings: `Schedule` (the write-up's, SPEC §2,
+      the default), `recipes.Lucid()` or `recipes.MacoRecipe(spectrum)`.
+    diversity: K images per map, pushed apart by lucid's diversity term.
     batch: maps per vmapped chunk, or "auto" (`execution.auto_batch`).
-    init: optional start photo (path or array) instead of noise.
+    init: optional start photo (path or array) instead of the recipe's init.
   Returns:
-    (len(maps), S, S, 3) float images in [0, 1]; S = 408 at the defaults.
+    (len(maps), S, S, 3) float images in [0, 1] (S = 408 at the write-up's
+    defaults), or (len(maps), K, S, S, 3) with diversity K > 1.
   """
   loaded = _weights(weights, arch)
   target = vgg.resolve_target(layer, loaded.arch, pre_relu=pre_relu, precision=precision)
   if not isinstance(maps, str):
     maps = ",".join(str(int(m)) for m in maps)
-  options = RenderOptions(seed, schedule, batch, dtype, driver)
+  options = RenderOptions(seed, schedule, batch, dtype, driver, diversity)
   photo = None if init is None else app.photo_start(init, schedule.size0, dtype)
-  images = _run(app.layer_recipe(target, schedule), target.model, loaded.params,
+  images = _run(app.layer_recipe(target, schedule, diversity), target.model, loaded.params,
                 layers.parse_maps(maps, target.layer), options, photo)
-  return images[:, 0]
+  return images[:, 0] if diversity == 1 else images
 
 
 def render_model(model, params, objective=None, units: Sequence[int] = (0,), *,

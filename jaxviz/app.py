@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxviz import execution, fileio, ops, store, vgg
@@ -19,7 +20,7 @@ from jaxviz import weights as weights_lib
 from jaxviz.errors import JaxvizError
 from jaxviz.optvis import objectives, recipes
 from jaxviz.optvis.render import dtype_context, resolve_driver
-from jaxviz.settings import RenderOptions, prng_key
+from jaxviz.settings import DIVERSITY_WEIGHT, RenderOptions, prng_key
 
 
 # Weights: `--weights imagenet|random[:SEED]|PATH`.
@@ -81,10 +82,22 @@ def photo_start(path_or_image, size0: int, dtype: str = "float32") -> np.ndarray
     return np.asarray(ops.resize_bicubic(jax.numpy.asarray(photo), size0, size0))
 
 
-def layer_recipe(target: vgg.Target, schedule: recipes.Schedule) -> recipes.Recipe:
-  """The write-up's recipe for the maps of `target` (after checking the schedule fits it)."""
+def layer_recipe(target: vgg.Target, schedule=recipes.Schedule(),
+                 diversity: int = 1) -> recipes.Recipe:
+  """The recipe for the maps of `target`: `schedule` is the write-up's `Schedule` (SPEC
+  §2), `Lucid` or `MacoRecipe`, checked against the layer. The objective is the
+  channel's mean (read as SPEC §1 says); with `diversity` K > 1, K images per map
+  are rendered together and `DIVERSITY_WEIGHT` times lucid's diversity is added."""
   schedule.check(target.layer.min_input_side, target.describe())
-  return schedule.recipe(objectives.Channel(target.read.name))
+  objective = objectives.Channel(target.read.name)
+  if diversity > 1:
+    objective = objective + DIVERSITY_WEIGHT * objectives.Diversity(target.read.name)
+  return schedule.recipe(objective, group=diversity)
+
+
+def map_image(images: np.ndarray) -> np.ndarray:
+  """One map's rendered group (N, S, S, 3) as one image: side by side when N > 1."""
+  return np.concatenate(list(images), axis=1)
 
 
 def device_description() -> str:
@@ -98,8 +111,8 @@ def render_identity(loaded: weights_lib.Weights, target: vgg.Target, recipe: rec
   """Everything that decides what a map's render looks like (not batch or driver)."""
   return {
       "layer": target.layer.index, "pre_relu": target.pre_relu, "arch": target.arch,
-      "seed": options.seed, "schedule": dataclasses.asdict(options.schedule),
-      "recipe": recipe.spec(), "dtype": options.dtype, "precision": target.precision,
+      "seed": options.seed, "schedule": options.schedule.spec(), "recipe": recipe.spec(),
+      "diversity": options.diversity, "dtype": options.dtype, "precision": target.precision,
       "init": None if init_path is None else {"path": str(init_path),
                                               "sha256": fileio.sha256_file(init_path)},
       "weights": {"label": loaded.label, "sha256": loaded.sha256, "random": loaded.is_random},
@@ -163,7 +176,7 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
   nothing is written, so finished renders can be read from a read-only folder.
   """
   options = options.check()
-  recipe = layer_recipe(target, options.schedule)
+  recipe = layer_recipe(target, options.schedule, options.diversity)
   directory = store.RenderDirectory(
       out_dir, render_identity(loaded, target, recipe, options, init_path),
       {"layer_name": target.layer.name, "reads": target.read.name,
@@ -204,7 +217,7 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
       alive = [scale for scale, value in enumerate(objective) if value != 0]
       first_alive = alive[0] if alive else None
       directory.add(map_index, store.map_filename(target.layer.index, map_index),
-                    result.images[row, 0], objective, first_alive,
+                    map_image(result.images[row]), objective, first_alive,
                     bool(result.dead_at_start[row]))
       if result.dead_at_start[row]:
         events.dead(map_index, first_alive)
@@ -212,7 +225,7 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
     directory.save()
     events.batch_done(len(result.maps))
   directory.save()
-  directory.write_grid(f"{target.describe()}, weights: {loaded.label}")
+  directory.write_grid(f"{target.describe()}, recipe {recipe.name}, weights: {loaded.label}")
   rendered = [m for m in todo if m not in failed]
   return RenderOutcome(directory.record, rendered, len(maps) - len(todo), failed,
                        run["wall_time_s"])
@@ -225,3 +238,62 @@ def failures_error(failed: dict[int, str], out_dir=None) -> JaxvizError:
            "record lists the failures" if out_dir is not None else "")
   return JaxvizError(f"{len(failed)} map{'s' if len(failed) > 1 else ''} failed (map "
                      f"{map_index}: {reason}){where}")
+
+
+# Recipes side by side, and MACO's spectrum.
+
+def render_maps(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequence[int],
+                options: RenderOptions, events: RenderEvents = RenderEvents()):
+  """Renders `maps` in memory -> (images {map: (S, S * group, 3)}, final objective
+  {map: value}); raises if any map failed."""
+  options = options.check()
+  recipe = layer_recipe(target, options.schedule, options.diversity)
+  mesh, workers = execution.local_execution()
+  batch = (execution.auto_batch(recipe, target.model, loaded.params, options.dtype)
+           if options.batch == "auto" else options.batch)
+  images, finals, failed = {}, {}, {}
+  for result in execution.iter_render(recipe, target.model, loaded.params, list(maps),
+                                      prng_key(options.seed), batch=batch, mesh=mesh,
+                                      workers=workers, dtype=options.dtype,
+                                      driver=options.driver, on_steps=events.steps):
+    for row, map_index in enumerate(int(m) for m in result.maps):
+      reason = result.failure(row)
+      if reason:
+        failed[map_index] = reason
+        continue
+      images[map_index] = map_image(result.images[row])
+      finals[map_index] = float(result.objectives[row, -1])
+  if failed:
+    raise failures_error(failed)
+  return images, finals
+
+
+def photo_spectrum(paths: Sequence[Path], size: int,
+                   on_skip=None) -> tuple[np.ndarray, int]:
+  """MACO's magnitude: the mean over photos of |rfft2| of each colour plane after
+  decorrelation (`params.decorrelate`), each photo resized to size x size.
+  Returns ((3, size, size // 2 + 1) float32, photos used); unreadable files are
+  skipped (`on_skip(path, reason)`)."""
+  from jaxviz.optvis import params as params_lib
+
+  if size < 2 or size % 2 or size > recipes.MAX_SIDE:
+    raise JaxvizError(f"--size must be even, in 2..{recipes.MAX_SIDE}, got {size}")
+
+  @jax.jit
+  def magnitude(photo):
+    planes = jnp.moveaxis(params_lib.decorrelate(ops.resize_bicubic(photo, size, size)), -1, 0)
+    return jnp.abs(jnp.fft.rfft2(planes))
+
+  total, used = np.zeros((3, size, size // 2 + 1)), 0
+  for path in paths:
+    try:
+      photo = fileio.read_image(path)
+    except JaxvizError as error:
+      if on_skip:
+        on_skip(path, str(error))
+      continue
+    total += np.asarray(magnitude(jnp.asarray(photo)), np.float64)
+    used += 1
+  if not used:
+    raise JaxvizError("none of the photos could be read")
+  return (total / used).astype(np.float32), used

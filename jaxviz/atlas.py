@@ -166,6 +166,7 @@ def build_atlas(out_dir: str | os.PathLike,
   title = f"jaxviz atlas: layer {identity['layer']} ({layer_name}{reading}), {identity['arch']}"
   summary = (f"{len(files)} maps &middot; weights {html.escape(weights['label'])}"
              + (' <span class="random">(RANDOM, untrained)</span>' if weights["random"] else "")
+             + f" &middot; recipe {html.escape(str(identity.get('recipe', {}).get('name', 'seed')))}"
              + f" &middot; seed {identity['seed']} &middot; {identity['dtype']}"
              + f" &middot; sides {records[0]['sides'][0]}&ndash;{records[0]['sides'][-1]} px"
              + (f" &middot; {len(dead)} dead at start" if dead else ""))

@@ -101,9 +101,13 @@ def with_options(parameter: str, build: Callable[..., Any], options: tuple[Opt, 
 
   def decorate(command):
     signature = inspect.signature(command, eval_str=True)
+    def declaration(opt: Opt) -> str:
+      on = flag(opt.name)
+      return f"{on}/--no-{on[2:]}" if opt.type in (bool, Optional[bool]) else on
+
     added = [inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=opt.default,
                                annotation=Annotated[opt.type, typer.Option(
-                                   flag(opt.name), help=opt.help, rich_help_panel=panel)])
+                                   declaration(opt), help=opt.help, rich_help_panel=panel)])
              for opt in options]
     parameters = []
     for existing in signature.parameters.values():
@@ -145,25 +149,48 @@ MODEL = (
 )
 
 
-def _render_options(seed, size0, scales, upscale, steps, lr, weight_decay, blur, batch, dtype,
-                    driver):
-  from jaxviz.optvis.recipes import Schedule
-  from jaxviz.settings import RenderOptions
+def _recipe_and_render_options(seed, recipe, size0, scales, upscale, steps, lr, weight_decay,
+                               blur, decay_power, transforms, spectrum, diversity, batch, dtype,
+                               driver):
+  """(RecipeOptions as given, RenderOptions with the seed recipe's defaults)."""
+  from jaxviz.settings import RecipeOptions, RenderOptions
 
-  schedule = Schedule(size0=size0, scales=scales, upscale=upscale, steps=steps, lr=lr,
-                      weight_decay=weight_decay, blur=blur)
-  return RenderOptions(seed, schedule, batch, dtype, driver).check()
+  given = RecipeOptions(recipe, size0, scales, upscale, steps, lr, weight_decay, blur,
+                        decay_power, transforms, spectrum)
+  return given, RenderOptions(seed, batch=batch, dtype=dtype, driver=driver,
+                              diversity=diversity).check()
+
+
+def _render_options(**options):
+  given, render = _recipe_and_render_options(**options)
+  return dataclasses.replace(render, schedule=given.build()).check()
 
 
 RENDER = (
+    Opt("recipe", str, "seed",
+        "seed: the write-up's (SPEC §2: pixels, 12 scales, Adam); lucid: Fourier image, "
+        "decorrelated colours, transformation robustness (lucent's render_vis); maco: "
+        "phase-only Fourier with a photo-made magnitude (--spectrum), noisy crops."),
     Opt("seed", int, 0, "PRNG seed; map k's randomness comes from fold_in(seed, k)."),
-    Opt("size0", int, 56, "Side of the first scale."),
-    Opt("scales", int, 12, "Number of scales."),
-    Opt("upscale", float, 1.2, "Side factor between scales."),
-    Opt("steps", int, 75, "Adam steps per scale (x1.3 after the first half)."),
-    Opt("lr", float, 0.01, "Adam learning rate."),
-    Opt("weight_decay", float, 1e-6, "L2 weight decay added to the gradient."),
-    Opt("blur", int, 5, "Box blur between scales (odd; 1 = none)."),
+    Opt("size0", Optional[int], None,
+        "Side of the (first) image. Default: seed 56, lucid 128, maco 1280."),
+    Opt("scales", Optional[int], None, "seed: number of scales (12)."),
+    Opt("upscale", Optional[float], None, "seed: side factor between scales (1.2)."),
+    Opt("steps", Optional[int], None,
+        "Optimiser steps: seed 75 per scale (x1.3 after the first half), lucid 512, "
+        "maco 1000."),
+    Opt("lr", Optional[float], None, "Learning rate: seed 0.01, lucid 0.05, maco 1.0."),
+    Opt("weight_decay", Optional[float], None,
+        "seed: L2 weight decay added to the gradient (1e-6)."),
+    Opt("blur", Optional[int], None, "seed: box blur between scales (5; odd; 1 = none)."),
+    Opt("decay_power", Optional[float], None, "lucid: spectrum decay power (1.0)."),
+    Opt("transforms", Optional[bool], None,
+        "lucid: lucid's standard transforms on or off (on)."),
+    Opt("spectrum", Optional[str], None,
+        "maco: the magnitude spectrum (.npy from `jaxviz spectrum`), its side --size0."),
+    Opt("diversity", int, 1,
+        "Images per map, pushed apart by lucid's diversity term (x100) when above 1; "
+        "a map's PNG then shows them side by side."),
     Opt("batch", str, "auto",
         "Maps per vmapped chunk: 'auto' (from device memory and the layer's size; halved on "
         "out-of-memory) or a number."),
@@ -173,6 +200,7 @@ RENDER = (
 
 model_options = with_options("model", ModelOptions, MODEL, "Network")
 render_options = with_options("render", _render_options, RENDER, "Rendering")
+compare_options = with_options("render", _recipe_and_render_options, RENDER, "Rendering")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LayerOption = Annotated[str, typer.Option(
@@ -459,7 +487,8 @@ def probe(
           label=f"rendering the top {len(top_maps)} maps into {renders}")
       failed = outcome.failed
       rendered = store.load_renders(renders, top_maps, outcome.record["identity_hash"])
-    footnote = f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
+    footnote = (f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
+                + ("" if no_renders else f"; renders: recipe {render.schedule.recipe(None).name}"))
     if target.layer.kind == "conv":  # the write-up's own title, and how the layer was read
       layer_title = f"Conv layer{target.layer.index}" + (" (pre-ReLU)" if target.pre_relu else "")
     else:
@@ -620,6 +649,94 @@ def sweep(
   _random_note(loaded)
   if outcome.failed:
     raise app_lib.failures_error(outcome.failed, out)
+
+
+@app.command()
+@user_errors
+@compare_options
+@model_options
+def compare(
+    layer: LayerOption,
+    maps: Annotated[str, typer.Option(help="Feature maps: '271,15', a range '0:4', ...")],
+    recipes: Annotated[str, typer.Option(
+        help="Recipes side by side, comma-separated: seed, lucid, maco.")] = "seed,lucid,maco",
+    out: Annotated[Path, typer.Option("--out", "-o", help="The figure (PNG).")] =
+    Path("compare.png"),
+    pre_relu: PreReluOption = False,
+    model: ModelOptions = None,
+    render: Any = None,
+):
+  """Render the same maps with several recipes: one row per map, one column per recipe.
+
+  Each panel is titled with its recipe, its map and its final objective.
+  Rendering options apply to every recipe that has them (--recipe is ignored).
+
+  Example: [bold]jaxviz compare --layer 24 --maps 271,15 --recipes seed,lucid --out fig.png[/bold]
+  """
+  from jaxviz import app as app_lib
+  from jaxviz import figures, fileio
+  from jaxviz.settings import RECIPES
+
+  names = [name.strip() for name in recipes.split(",") if name.strip()]
+  unknown = [name for name in names if name not in RECIPES]
+  if not names or unknown:
+    raise SettingError("recipes", f"must name some of {', '.join(RECIPES)}, got {recipes!r}")
+  given, render = render
+  settings = {name: dataclasses.replace(given, recipe=name).build(strict=False)
+              for name in names}
+  fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+  _use_compilation_cache()
+  loaded, target = _load_target(model, layer, pre_relu)
+  map_list = layers_lib.parse_maps(maps, target.layer)
+  images, objectives = {}, {}
+  for name in names:
+    options = dataclasses.replace(render, schedule=settings[name])
+    with _progress() as progress:
+      task = progress.add_task(f"{name}: {len(map_list)} maps", total=None)
+      steps = app_lib.layer_recipe(target, settings[name], render.diversity).total_steps()
+      progress.update(task, total=steps * len(map_list))
+
+      class Events(app_lib.RenderEvents):
+        def steps(self, count):
+          progress.advance(task, count * len(map_list))
+
+      images[name], objectives[name] = app_lib.render_maps(loaded, target, map_list, options,
+                                                           Events())
+  figures.compare_figure(images, objectives, map_list, out,
+                         f"{target.describe()}, weights: {loaded.label}"
+                         + (" (RANDOM, untrained)" if loaded.is_random else ""))
+  typer.echo(f"wrote {out}")
+  _random_note(loaded)
+
+
+@app.command()
+@user_errors
+def spectrum(
+    folder: Annotated[Path, typer.Argument(help="A folder of photos (searched recursively).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The spectrum (.npy).")],
+    size: Annotated[int, typer.Option(help="Side of the MACO images it is for (even).")] = 1280,
+):
+  """Average the decorrelated magnitude spectra of a folder of photos, for --recipe maco.
+
+  Each photo is resized to SIZE x SIZE, its colours decorrelated (lucid's
+  matrix), and the magnitudes of each plane's 2-D real FFT averaged: a
+  (3, SIZE, SIZE // 2 + 1) float32 array. Nothing is downloaded.
+
+  Example: [bold]jaxviz spectrum ~/photos --size 256 --out spectrum256.npy[/bold]
+  """
+  import numpy as np
+
+  from jaxviz import app as app_lib
+  from jaxviz import fileio
+  from jaxviz import probe as probe_lib
+
+  paths = probe_lib.find_images(folder)
+  magnitude, used = app_lib.photo_spectrum(
+      paths, size, on_skip=lambda path, why: typer.echo(f"warning: skipped {why}", err=True))
+  with fileio.atomic_write(out) as tmp:
+    with open(tmp, "wb") as handle:
+      np.save(handle, magnitude)
+  typer.echo(f"wrote {out}: {magnitude.shape} from {used} photos")
 
 
 @app.command("atlas")

@@ -105,3 +105,21 @@ def probe_figure(photo: np.ndarray, means: np.ndarray, top_maps: Sequence[int],
   save_figure(figure, path)
   return figure
 
+
+
+def compare_figure(images: dict[str, dict[int, np.ndarray]], objectives: dict[str, dict[int, float]],
+                   maps: Sequence[int], path: str | os.PathLike, suptitle: str) -> Figure:
+  """One row per map, one column per recipe, each panel titled with the recipe, the map
+  and its final objective (`jaxviz compare`)."""
+  recipes = list(images)
+  panels, titles = [], []
+  for map_index in maps:
+    for recipe in recipes:
+      panels.append(images[recipe][map_index])
+      titles.append(f"{recipe}: fmap {map_index}\nobjective {objectives[recipe][map_index]:.3g}")
+  rows, columns = len(maps), len(recipes)
+  figure = new_figure(CELL_INCHES * columns, CELL_INCHES * rows + 0.5)
+  draw_image_grid(figure, panels, titles, columns)
+  figure.suptitle(suptitle, fontsize=10)
+  save_figure(figure, path)
+  return figure

@@ -106,3 +106,131 @@ def box_blur(image: jax.Array, size: int) -> jax.Array:
                                      "VALID")
   return window_sum / (size * size)
 
+
+
+# The ops below serve the modern recipes (`jaxviz.optvis`): lucent's bilinear
+# resizes and affine warps, horama's antialiased bicubic and RoIAlign crops.
+
+def _separable(image: jax.Array, rows: np.ndarray, cols: np.ndarray) -> jax.Array:
+  """(H, W, C) -> (len(rows), len(cols), C) with row and column weight matrices."""
+  return jnp.einsum("oh,hwc,pw->opc", jnp.asarray(rows, image.dtype), image,
+                    jnp.asarray(cols, image.dtype), precision=jax.lax.Precision.HIGHEST)
+
+
+@functools.lru_cache(maxsize=256)
+def linear_align_corners_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """(out_size, in_size): torch's bilinear with align_corners=True along one axis.
+
+  Output i samples x = i * (in - 1) / (out - 1) (0 when out is 1) between its two
+  neighbours; no antialiasing.
+  """
+  if in_size < 1 or out_size < 1:
+    raise JaxvizError(f"cannot resize between sizes {in_size} and {out_size}")
+  scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+  source = np.arange(out_size) * scale
+  low = np.minimum(np.floor(source).astype(int), in_size - 1)
+  high = np.minimum(low + 1, in_size - 1)
+  frac = source - low
+  matrix = np.zeros((out_size, in_size))
+  np.add.at(matrix, (np.arange(out_size), low), 1 - frac)
+  np.add.at(matrix, (np.arange(out_size), high), frac)
+  matrix.setflags(write=False)
+  return matrix
+
+
+def resize_bilinear_align_corners(image: jax.Array, height: int, width: int) -> jax.Array:
+  """(H, W, C) -> (height, width, C): `F.interpolate(mode="bilinear",
+  align_corners=True)`, lucent's `Upsample` and `random_scale`."""
+  return _separable(image, linear_align_corners_matrix(image.shape[0], height),
+                    linear_align_corners_matrix(image.shape[1], width))
+
+
+@functools.lru_cache(maxsize=64)
+def antialiased_cubic_align_corners_matrix(in_size: int, out_size: int,
+                                           a: float = -0.5) -> np.ndarray:
+  """(out_size, in_size): torch's `interpolate(mode="bicubic", align_corners=True,
+  antialias=True)` along one axis (horama's crop resize).
+
+  scale = (in - 1) / (out - 1); a shrink widens Keys' kernel (a = -0.5) by the
+  scale; output i centres on scale * (i + 0.5) and its weights are normalised.
+  """
+  scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+  support = 2.0 * scale if scale >= 1.0 else 2.0
+  inverse = 1.0 / scale if scale >= 1.0 else 1.0
+  matrix = np.zeros((out_size, in_size))
+  for i in range(out_size):
+    centre = scale * (i + 0.5)
+    low = max(int(centre - support + 0.5), 0)
+    high = min(int(centre + support + 0.5), in_size)
+    taps = np.arange(low, high)
+    weights = _keys_cubic((taps - centre + 0.5) * inverse, a)
+    matrix[i, taps] = weights / weights.sum()
+  matrix.setflags(write=False)
+  return matrix
+
+
+def resize_antialiased_cubic(image: jax.Array, height: int, width: int) -> jax.Array:
+  """(H, W, C) -> (height, width, C), horama's `F.interpolate(mode="bicubic",
+  align_corners=True, antialias=True)` (Keys a = -0.5, not OpenCV's -0.75)."""
+  return _separable(image, antialiased_cubic_align_corners_matrix(image.shape[0], height),
+                    antialiased_cubic_align_corners_matrix(image.shape[1], width))
+
+
+def warp_bilinear(image: jax.Array, source_of: jax.Array) -> jax.Array:
+  """(H, W, C) -> (H, W, C): out[y, x] = image sampled at `source_of @ (x, y, 1)`.
+
+  `source_of` (3, 3) maps output pixel coordinates (pixel centres at integers)
+  to source ones. Bilinear, zeros outside the image, as `grid_sample(padding_mode=
+  "zeros")`: each of the four neighbours outside contributes 0. `source_of`
+  may be traced (a random transform's draw).
+  """
+  height, width, _ = image.shape
+  ys, xs = jnp.meshgrid(jnp.arange(height, dtype=image.dtype),
+                        jnp.arange(width, dtype=image.dtype), indexing="ij")
+  points = jnp.stack([xs, ys, jnp.ones_like(xs)], axis=-1) @ source_of.T.astype(image.dtype)
+  x, y = points[..., 0], points[..., 1]
+  x0, y0 = jnp.floor(x), jnp.floor(y)
+  out = jnp.zeros_like(image)
+  for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+    xi, yi = x0 + dx, y0 + dy
+    weight = (1 - jnp.abs(x - xi)) * (1 - jnp.abs(y - yi))
+    inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
+    pixel = image[jnp.clip(yi, 0, height - 1).astype(jnp.int32),
+                  jnp.clip(xi, 0, width - 1).astype(jnp.int32)]
+    out = out + jnp.where(inside, weight, 0)[..., None] * pixel
+  return out
+
+
+def roi_align(image: jax.Array, box: jax.Array, side: int) -> jax.Array:
+  """(H, W, C), box (x1, y1, x2, y2) in pixels -> (side, side, C): torchvision's
+  `roi_align(output_size=side, spatial_scale=1, sampling_ratio=-1, aligned=False)`
+  when every bin holds one sample (box sides at most `side`, as horama's crops
+  are: the caller checks).
+
+  Bin (i, j) samples (x1 + (j + 0.5) * w / side, y1 + (i + 0.5) * h / side),
+  w = max(x2 - x1, 1); bilinear with torchvision's borders: 0 beyond one pixel
+  outside, coordinates clamped at 0, the last row/column used past it.
+  """
+  height, width, _ = image.shape
+  x1, y1, x2, y2 = box[0], box[1], box[2], box[3]
+  bin_w = jnp.maximum(x2 - x1, 1.0) / side
+  bin_h = jnp.maximum(y2 - y1, 1.0) / side
+  centres = jnp.arange(side, dtype=image.dtype) + 0.5
+  xs, ys = x1 + centres * bin_w, y1 + centres * bin_h
+
+  def taps(coord, size):
+    outside = (coord < -1.0) | (coord > size)
+    coord = jnp.maximum(coord, 0.0)
+    low = jnp.floor(coord).astype(jnp.int32)
+    last = low >= size - 1
+    low = jnp.where(last, size - 1, low)
+    high = jnp.where(last, size - 1, low + 1)
+    frac = jnp.where(last, 0.0, coord - low)
+    return low, high, frac, outside
+
+  x_low, x_high, x_frac, x_out = taps(xs, width)
+  y_low, y_high, y_frac, y_out = taps(ys, height)
+  rows = (image[y_low] * (1 - y_frac)[:, None, None] + image[y_high] * y_frac[:, None, None])
+  values = (rows[:, x_low] * (1 - x_frac)[None, :, None]
+            + rows[:, x_high] * x_frac[None, :, None])
+  return jnp.where((y_out[:, None] | x_out[None, :])[..., None], 0.0, values)

@@ -10,12 +10,15 @@ any weights load.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import jax
+import numpy as np
 
 from jaxviz.errors import SettingError
 from jaxviz.execution import check_batch
-from jaxviz.optvis.recipes import Schedule
+from jaxviz.optvis.params import Constant
+from jaxviz.optvis.recipes import Lucid, MacoRecipe, Schedule
 from jaxviz.optvis.render import check_driver, check_dtype
 
 # JAX makes a PRNG key from the low 32 bits of a seed unless 64-bit mode is on,
@@ -35,28 +38,99 @@ def prng_key(seed: int, name: str = "seed") -> jax.Array:
   return jax.random.key(check_seed(seed, name))
 
 
+RECIPES = ("seed", "lucid", "maco")
+DIVERSITY_WEIGHT = 100.0  # lucent's example weight: channel - 1e2 * diversity
+
+
+def read_spectrum(path) -> Constant:
+  """A magnitude spectrum `.npy` file (`jaxviz spectrum`), (3, S, S // 2 + 1), finite."""
+  path = Path(path)
+  try:
+    array = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as error:
+    raise SettingError("spectrum", f"{path} is not a readable .npy array ({error})") from None
+  if array.ndim != 3 or array.shape[0] != 3 or not np.issubdtype(array.dtype, np.floating):
+    raise SettingError("spectrum", f"{path} holds a {array.dtype} array of shape {array.shape},"
+                                   " not a (3, S, S // 2 + 1) magnitude spectrum")
+  if not np.isfinite(array).all():
+    raise SettingError("spectrum", f"{path} holds non-finite values")
+  return Constant(array.astype(np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeOptions:
+  """The recipe and its settings as the command line gives them: None is "the
+  recipe's default"; a setting the recipe does not have is refused if given.
+
+  `build()` -> `Schedule` (seed: SPEC §2), `Lucid` or `MacoRecipe`.
+  """
+
+  recipe: str = "seed"
+  size0: int | None = None
+  scales: int | None = None
+  upscale: float | None = None
+  steps: int | None = None
+  lr: float | None = None
+  weight_decay: float | None = None
+  blur: int | None = None
+  decay_power: float | None = None
+  transforms: bool | None = None
+  spectrum: str | None = None
+
+  _OWN = {"seed": ("size0", "scales", "upscale", "steps", "lr", "weight_decay", "blur"),
+          "lucid": ("size0", "steps", "lr", "decay_power", "transforms"),
+          "maco": ("size0", "steps", "lr", "spectrum")}
+
+  def build(self, strict: bool = True):
+    """The recipe's settings object; with `strict` False, settings the recipe does not
+    have are left out instead of refused (`jaxviz compare` shares them)."""
+    if self.recipe not in RECIPES:
+      raise SettingError("recipe", f"must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+    given = {name: value for name, value in dataclasses.asdict(self).items()
+             if name != "recipe" and value is not None
+             and (strict or name in self._OWN[self.recipe])}
+    foreign = [name for name in given if name not in self._OWN[self.recipe]]
+    if foreign:
+      raise SettingError(foreign[0], f"is not a setting of --recipe {self.recipe} (its "
+                                     f"settings: {', '.join(self._OWN[self.recipe])})")
+    if self.recipe == "seed":
+      return Schedule(**given)
+    if self.recipe == "lucid":
+      return Lucid(**given)
+    if self.spectrum is None:
+      raise SettingError("spectrum", "is needed by --recipe maco: a magnitude spectrum made "
+                                     "from photos by `jaxviz spectrum FOLDER --out FILE.npy`")
+    return MacoRecipe(**{**given, "spectrum": read_spectrum(self.spectrum)})
+
+
 @dataclasses.dataclass(frozen=True)
 class RenderOptions:
-  """How maps are rendered (shared by render, probe's figure and sweep).
+  """How maps are rendered (shared by render, probe's figure, sweep and compare).
 
   Attributes:
     seed: map k's randomness is `fold_in(key(seed), k)`.
-    schedule: the write-up's schedule (SPEC §2).
+    schedule: the recipe's settings: `Schedule` (the write-up's, SPEC §2),
+      `Lucid` or `MacoRecipe` (`optvis.recipes`).
     batch: maps per vmapped batch, or "auto" (`execution.auto_batch`).
     dtype: "float32", or "float64" (CPU) to equal PyTorch.
     driver: "auto", "loop" or "scan" (`optvis.render`).
+    diversity: images rendered together per map; above 1 the objective adds
+      `DIVERSITY_WEIGHT` times lucid's diversity term across them.
   """
 
   seed: int = 0
-  schedule: Schedule = Schedule()
+  schedule: Schedule | Lucid | MacoRecipe = Schedule()
   batch: int | str = "auto"
   dtype: str = "float32"
   driver: str = "auto"
+  diversity: int = 1
 
   def check(self) -> "RenderOptions":
     """Checks everything that needs no weights; returns the options with `batch` parsed."""
     check_seed(self.seed)
     check_dtype(self.dtype)
     check_driver(self.driver)
+    if not 1 <= self.diversity <= 64:
+      raise SettingError("diversity", f"must be in 1..64, got {self.diversity}")
     self.schedule.check(min_side=None)  # sizes are checked against the layer, once known
     return dataclasses.replace(self, batch=check_batch(self.batch))

@@ -181,3 +181,95 @@ class Custom(Objective):
   def spec(self) -> dict:
     name = self.name or f"{self.function.__module__}.{self.function.__qualname__}"
     return {"custom": name, "reads": list(self.reads)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Direction(Objective):
+  """lucent's direction: the mean over the group and positions of the cosine between
+  `vector` (one value per channel) and the activation vector there; each norm
+  clamped at 1e-8, as torch's `cosine_similarity` clamps them. Ignores `unit`."""
+
+  layer: str
+  vector: tuple[float, ...]
+
+  def __call__(self, features, images, unit):
+    activations = features.layer(self.layer)
+    vector = jnp.asarray(self.vector, activations.dtype)
+    norms = jnp.maximum(jnp.linalg.norm(activations, axis=-1), 1e-8)
+    cosines = activations @ vector / (norms * jnp.maximum(jnp.linalg.norm(vector), 1e-8))
+    return cosines.mean()
+
+  def layers(self) -> frozenset[str]:
+    return frozenset({self.layer})
+
+  def spec(self) -> dict:
+    return {"direction": self.layer, "vector": list(self.vector)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Diversity(Objective):
+  """lucid's diversity across the group of one map: -(1/N) * the sum over ordered pairs
+  i != j of <G_i, G_j>, G_i the Gram matrix of image i's activations (channels by
+  channels over positions) divided by its Frobenius norm (at least 1e-12).
+
+  Its value is lucent's `diversity(layer)` value (lucent minimises objectives and
+  writes `channel - k * diversity`; maximising `Channel + k * Diversity` here is
+  the same render). Needs a group of several images (`Recipe.group`).
+  """
+
+  layer: str
+
+  def __call__(self, features, images, unit):
+    activations = features.layer(self.layer)
+    group = activations.shape[0]
+    flat = activations.reshape(group, -1, activations.shape[-1])
+    grams = jnp.einsum("npc,npd->ncd", flat, flat, precision=jax.lax.Precision.HIGHEST)
+    norms = jnp.maximum(jnp.sqrt(jnp.sum(grams * grams, axis=(1, 2))), 1e-12)
+    grams = grams / norms[:, None, None]
+    similarity = jnp.einsum("icd,jcd->ij", grams, grams, precision=jax.lax.Precision.HIGHEST)
+    return -(similarity.sum() - jnp.trace(similarity)) / group
+
+  def layers(self) -> frozenset[str]:
+    return frozenset({self.layer})
+
+  def spec(self) -> dict:
+    return {"diversity": self.layer}
+
+
+@dataclasses.dataclass(frozen=True)
+class L1(Objective):
+  """lucid's L1 of the images: sum |x - constant|. A penalty: subtract it."""
+
+  constant: float = 0.0
+
+  def __call__(self, features, images, unit):
+    return jnp.abs(images - self.constant).sum()
+
+  def spec(self) -> dict:
+    return {"l1": self.constant}
+
+
+@dataclasses.dataclass(frozen=True)
+class L2(Objective):
+  """lucid's L2 of the images: sqrt(epsilon + sum (x - constant)^2). A penalty."""
+
+  constant: float = 0.0
+  epsilon: float = 1e-6
+
+  def __call__(self, features, images, unit):
+    return jnp.sqrt(self.epsilon + jnp.sum((images - self.constant) ** 2))
+
+  def spec(self) -> dict:
+    return {"l2": dataclasses.asdict(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class TotalVariation(Objective):
+  """lucid's total variation of the images (`tf.image.total_variation`): the sum of
+  absolute differences between vertical and horizontal neighbours. A penalty."""
+
+  def __call__(self, features, images, unit):
+    return (jnp.abs(jnp.diff(images, axis=1)).sum() + jnp.abs(jnp.diff(images, axis=2)).sum())
+
+  def spec(self) -> dict:
+    return {"total_variation": True}

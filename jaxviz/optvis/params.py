@@ -1,33 +1,40 @@
 """Parameterisations: how the optimised variable becomes a group of images.
 
 Conventions:
-  * The variable of one map is a pytree for a group of N images (N = the
+  * The variable of one map is an array for a group of N images (N = the
     recipe's `group`, 1 unless an objective couples several images).
-  * `init(key, side, group, dtype, model)` draws it; `from_photo(photo,
-    side, group, model)` starts it from an (H, W, 3) photo in [0, 1] (its
-    dtype is the render's).
-  * `to_image(var, model)` -> (N, side, side, 3) RGB, nominally in [0, 1]
-    (the write-up's pixels may leave it; outputs are clipped).
-  * `to_input(var, model)` -> the model's input. By default the image
-    through `models.preprocess`; a parameterisation whose variable already is
-    the model's input returns it as is, so that nothing rounds it.
+  * `init(key, side, group, dtype, model)` draws it; `from_photo(photo, side,
+    group, model)` starts it from an (H, W, 3) photo in [0, 1], of the
+    render's dtype.
+  * `images(var, model)` -> (N, side, side, 3) in the parameterisation's
+    `space`: "rgb" (in [0, 1]; transforms apply there, then the model's
+    normalisation) or "input" (the model's input itself: the write-up's
+    normalised pixels, MACO's value range; transforms apply there and nothing
+    rounds it on its way to the model). `to_image` is RGB for outputs.
   * `next_scale(var, side, model)` moves the variable to the next scale's side.
-  * Randomness is key-first; sizes are static Python ints.
+  * Randomness is key-first; sizes are static Python ints. Parameterisations
+    are frozen dataclasses; arrays they hold are `Constant`s (hashed by value).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxviz import ops
+from jaxviz.errors import SettingError
 from jaxviz.optvis import models
 
 
 class Parameterisation:
   """Base class: subclasses are frozen dataclasses (see the module docstring)."""
+
+  space = "rgb"
 
   def init(self, key: jax.Array, side: int, group: int, dtype, model):
     raise NotImplementedError
@@ -35,17 +42,36 @@ class Parameterisation:
   def from_photo(self, photo: jax.Array, side: int, group: int, model):
     raise NotImplementedError
 
-  def to_image(self, var, model) -> jax.Array:
+  def images(self, var, model) -> jax.Array:
     raise NotImplementedError
 
-  def to_input(self, var, model) -> jax.Array:
-    return models.preprocess(model, self.to_image(var, model))
+  def to_image(self, var, model) -> jax.Array:
+    images = self.images(var, model)
+    return images if self.space == "rgb" else models.deprocess(model, images)
 
   def next_scale(self, var, side: int, model):
-    raise NotImplementedError(f"{type(self).__name__} has a single scale")
+    raise SettingError("scales", f"must be 1 for the {type(self).__name__} parameterisation")
 
   def spec(self) -> dict:
     raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Constant:
+  """A numpy array as a hashable constant of a frozen dataclass: equal by value."""
+
+  array: np.ndarray
+
+  @functools.cached_property
+  def digest(self) -> str:
+    data = np.ascontiguousarray(self.array)
+    return hashlib.sha256(str((data.dtype, data.shape)).encode() + data.tobytes()).hexdigest()
+
+  def __hash__(self) -> int:
+    return hash(self.digest)
+
+  def __eq__(self, other) -> bool:
+    return isinstance(other, Constant) and self.digest == other.digest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +84,7 @@ class NormalisedPixels(Parameterisation):
   """
 
   blur: int = 5
+  space = "input"
 
   @staticmethod
   def noise(key, side: int, group: int, dtype) -> jax.Array:
@@ -71,10 +98,7 @@ class NormalisedPixels(Parameterisation):
     resized = ops.resize_bicubic(photo, side, side)
     return models.preprocess(model, jnp.broadcast_to(resized, (group, side, side, 3)))
 
-  def to_image(self, var, model):
-    return models.deprocess(model, var)
-
-  def to_input(self, var, model):
+  def images(self, var, model):
     return var
 
   def next_scale(self, var, side, model):
@@ -84,3 +108,156 @@ class NormalisedPixels(Parameterisation):
 
   def spec(self) -> dict:
     return {"normalised_pixels": {"blur": self.blur}}
+
+
+# Colour: lucid's square root of ImageNet's colour correlation, divided by its
+# largest column norm, computed in float32 as lucid and lucent compute it (and
+# as horama stores it); out = C @ rgb per pixel.
+_COLOUR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]],
+                        np.float32)
+COLOUR_CORRELATION = _COLOUR_SQRT / np.max(np.linalg.norm(_COLOUR_SQRT, axis=0))
+
+
+# horama stores the same matrix as nine rounded decimals (float32), which differ
+# from the above by up to 4e-9; MACO uses horama's, to equal it.
+HORAMA_COLOUR_CORRELATION = np.array([[0.56282854, 0.58447580, 0.58447580],
+                                      [0.19482528, 0.00000000, -0.19482528],
+                                      [0.04329450, -0.10823626, 0.06494176]], np.float32).T
+
+
+def recorrelate(images: jax.Array, matrix: np.ndarray = COLOUR_CORRELATION) -> jax.Array:
+  """(..., 3) decorrelated colours -> correlated ones: C @ rgb per pixel."""
+  return images @ jnp.asarray(matrix.T, images.dtype)
+
+
+def decorrelate(images: jax.Array, matrix: np.ndarray = COLOUR_CORRELATION) -> jax.Array:
+  """Inverse of `recorrelate`."""
+  inverse = np.linalg.inv(matrix.astype(np.float64))
+  return images @ jnp.asarray(inverse.T, images.dtype)
+
+
+def _logit(images: jax.Array) -> jax.Array:
+  clipped = jnp.clip(images, 1e-4, 1 - 1e-4)
+  return jnp.log(clipped) - jnp.log1p(-clipped)
+
+
+def rfft2d_freqs(height: int, width: int) -> np.ndarray:
+  """(height, width // 2 + 1 + width % 2) frequency magnitudes, lucid's layout: for an
+  odd width one extra column, which the inverse transform ignores."""
+  fy = np.fft.fftfreq(height)[:, None]
+  fx = np.fft.fftfreq(width)[: width // 2 + 1 + width % 2]
+  return np.sqrt(fx * fx + fy * fy)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fourier(Parameterisation):
+  """lucid's `fft_image` with `to_valid_rgb`, as lucent has it.
+
+  The variable is a spectrum (N, 3, h, wf, 2) (real and imaginary parts;
+  lucent's layout, wf = w // 2 + 1, + 1 for odd w). Image: the spectrum times
+  `1 / max(f, 1 / max(h, w)) ** decay_power` (rounded to float32, as lucent
+  rounds it), an orthonormal inverse real FFT, / 4, then, if `decorrelate`,
+  the colours recorrelated (`COLOUR_CORRELATION`), then a sigmoid into (0, 1).
+  Start: normal(0, sd); from a photo: the exact inverse of all that.
+  """
+
+  decay_power: float = 1.0
+  sd: float = 0.01
+  decorrelate: bool = True
+
+  def _scale(self, side: int, dtype) -> jax.Array:
+    freqs = rfft2d_freqs(side, side)
+    scale = 1.0 / np.maximum(freqs, 1.0 / side) ** self.decay_power
+    return jnp.asarray(scale.astype(np.float32), dtype)
+
+  def init(self, key, side, group, dtype, model):
+    wf = rfft2d_freqs(side, side).shape[1]
+    return jax.random.normal(key, (group, 3, side, wf, 2), dtype) * self.sd
+
+  def images(self, var, model):
+    side = var.shape[2]
+    spectrum = (var[..., 0] + 1j * var[..., 1]) * self._scale(side, var.dtype)
+    planes = jnp.fft.irfftn(spectrum, s=(side, side), axes=(-2, -1), norm="ortho") / 4.0
+    images = jnp.moveaxis(planes, 1, -1).astype(var.dtype)
+    if self.decorrelate:
+      images = recorrelate(images)
+    return jax.nn.sigmoid(images)
+
+  def from_photo(self, photo, side, group, model):
+    images = _logit(ops.resize_bicubic(photo, side, side))
+    if self.decorrelate:
+      images = decorrelate(images)
+    spectrum = jnp.fft.rfft2(jnp.moveaxis(images, -1, 0) * 4.0, norm="ortho")
+    wf = rfft2d_freqs(side, side).shape[1]
+    spectrum = jnp.pad(spectrum, ((0, 0), (0, 0), (0, wf - spectrum.shape[-1])))
+    spectrum = spectrum / self._scale(side, photo.dtype)
+    var = jnp.stack([spectrum.real, spectrum.imag], axis=-1).astype(photo.dtype)
+    return jnp.broadcast_to(var, (group, *var.shape))
+
+  def spec(self) -> dict:
+    return {"fourier": dataclasses.asdict(self)}
+
+
+def standardise(values: jax.Array) -> jax.Array:
+  """horama's: minus the mean, over (the std + 1e-4), both over every element; the std
+  unbiased (N - 1), of the magnitude for complex values."""
+  centred = values - values.mean()
+  std = jnp.sqrt(jnp.sum(jnp.abs(centred) ** 2) / (values.size - 1))
+  return centred / (std + 1e-4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Maco(Parameterisation):
+  """MACO (Fel et al. 2023), as horama's `maco_preconditioner`: a fixed magnitude
+  spectrum, only the phase optimised.
+
+  The variable is a phase (N, 3, S, S // 2 + 1); `magnitude` (3, S, S // 2 + 1)
+  is fixed (`jaxviz spectrum` averages it from photos). Image: the phase
+  standardised, times the magnitude as e^(i phase), an inverse real FFT
+  (unnormalised: 1 / (S * S)), standardised, colours recorrelated (horama's
+  rounding of the matrix, `HORAMA_COLOUR_CORRELATION`), then
+  `sigmoid * (high - low) + low`: the model's input space (horama feeds it to
+  the model as is). Start: normal(0, 1); from a photo: the phase of its
+  decorrelated spectrum (the magnitude stays the fixed one).
+  """
+
+  magnitude: Constant
+  values_range: tuple[float, float] = (-2.5, 2.5)
+  space = "input"
+
+  def _magnitude(self, side: int, dtype) -> jax.Array:
+    expected = (3, side, side // 2 + 1)
+    if tuple(self.magnitude.array.shape) != expected:
+      raise SettingError("spectrum", f"has shape {tuple(self.magnitude.array.shape)}; a "
+                                     f"{side} px MACO image needs {expected}")
+    return jnp.asarray(self.magnitude.array, dtype)
+
+  def init(self, key, side, group, dtype, model):
+    if side % 2:
+      raise SettingError("size", f"must be even for MACO, got {side}")
+    self._magnitude(side, dtype)
+    return jax.random.normal(key, (group, 3, side, side // 2 + 1), dtype)
+
+  def _one(self, phase: jax.Array) -> jax.Array:
+    phase = standardise(phase)
+    magnitude = self._magnitude(phase.shape[1], phase.dtype)
+    spectrum = magnitude * jnp.cos(phase) + 1j * (magnitude * jnp.sin(phase))
+    image = standardise(jnp.fft.irfft2(spectrum).astype(phase.dtype))
+    image = recorrelate(jnp.moveaxis(image, 0, -1), HORAMA_COLOUR_CORRELATION)
+    low, high = self.values_range
+    return jax.nn.sigmoid(image) * (high - low) + low
+
+  def images(self, var, model):
+    return jax.vmap(self._one)(var)
+
+  def from_photo(self, photo, side, group, model):
+    low, high = self.values_range
+    scaled = (models.preprocess(model, ops.resize_bicubic(photo, side, side)) - low) / (high - low)
+    spectrum = jnp.fft.rfft2(jnp.moveaxis(decorrelate(_logit(scaled), HORAMA_COLOUR_CORRELATION),
+                                          -1, 0))
+    return jnp.broadcast_to(jnp.angle(spectrum).astype(photo.dtype),
+                            (group, 3, side, side // 2 + 1))
+
+  def spec(self) -> dict:
+    return {"maco": {"magnitude_sha256": self.magnitude.digest,
+                     "values_range": list(self.values_range)}}

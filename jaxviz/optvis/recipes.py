@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from jaxviz.errors import SettingError
@@ -44,6 +47,59 @@ class Adam:
     return {"adam": dataclasses.asdict(self)}
 
 
+class _NAdamState(NamedTuple):
+  count: jax.Array
+  mu_product: jax.Array
+  m: optax.Updates
+  v: optax.Updates
+
+
+@dataclasses.dataclass(frozen=True)
+class NAdam:
+  """torch's NAdam, exactly (horama's MACO optimiser); `optax.nadam` is another rule.
+
+  Step t: mu_t = b1 (1 - 0.5 * 0.96 ** (t * psi)), mu_next likewise at t + 1;
+  mu_product *= mu_t (kept in float32, as torch keeps it); m and v as Adam;
+  p -= lr (1 - mu_t) / (1 - mu_product) g / d + lr mu_next / (1 - mu_product
+  mu_next) m / d, with d = sqrt(v / (1 - b2 ** t)) + eps.
+  """
+
+  lr: float
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  momentum_decay: float = 4e-3
+
+  def make(self) -> optax.GradientTransformation:
+    def init(params):
+      zeros = jax.tree.map(jnp.zeros_like, params)
+      return _NAdamState(jnp.zeros((), jnp.int32), jnp.ones((), jnp.float32), zeros, zeros)
+
+    def update(grads, state, params=None):
+      count = state.count + 1
+      dtype = jax.tree.leaves(grads)[0].dtype
+      t = count.astype(dtype)
+      mu = self.b1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
+      mu_next = self.b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * self.momentum_decay))
+      mu_product = state.mu_product * mu.astype(jnp.float32)
+      product = mu_product.astype(dtype)
+      first = self.lr * (1 - mu) / (1 - product)
+      second = self.lr * mu_next / (1 - product * mu_next)
+      m = jax.tree.map(lambda m, g: m + (g - m) * (1 - self.b1), state.m, grads)
+      v = jax.tree.map(lambda v, g: self.b2 * v + (1 - self.b2) * g * g, state.v, grads)
+
+      def step(g, m, v):
+        denom = jnp.sqrt(v / (1 - self.b2 ** t)) + self.eps
+        return -(first * g / denom + second * m / denom)
+
+      return jax.tree.map(step, grads, m, v), _NAdamState(count, mu_product, m, v)
+
+    return optax.GradientTransformation(init, update)
+
+  def spec(self) -> dict:
+    return {"nadam": dataclasses.asdict(self)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
   """How maps are rendered: one scale after another, a fresh optimiser each.
@@ -56,15 +112,20 @@ class Recipe:
     steps: optimisation steps at each scale.
     transforms: applied to the images before the model each step.
     group: images optimised together per map (objectives may couple them).
+    input_side: the model sees its inputs resized to this side (bilinear,
+      aligned corners: lucent's upsampling to 224), or as they are.
+    name: how figures and the atlas name the recipe.
   """
 
   objective: objectives_lib.Objective
   param: params_lib.Parameterisation
-  optimizer: Adam
+  optimizer: Adam | NAdam
   sides: tuple[int, ...]
   steps: tuple[int, ...]
-  transforms: transforms_lib.Transform = transforms_lib.Compose()
+  transforms: transforms_lib.Compose = transforms_lib.Compose()
   group: int = 1
+  input_side: int | None = None
+  name: str = "custom"
 
   def total_steps(self) -> int:
     return sum(self.steps)
@@ -73,7 +134,7 @@ class Recipe:
     return {"objective": self.objective.spec(), "param": self.param.spec(),
             "optimizer": self.optimizer.spec(), "sides": list(self.sides),
             "steps": list(self.steps), "transforms": self.transforms.spec(),
-            "group": self.group}
+            "group": self.group, "input_side": self.input_side, "name": self.name}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,11 +166,15 @@ class Schedule:
   def total_steps(self) -> int:
     return sum(self.steps_at(i) for i in range(self.scales))
 
-  def recipe(self, objective: objectives_lib.Objective) -> Recipe:
+  def recipe(self, objective: objectives_lib.Objective, group: int = 1) -> Recipe:
     """SPEC §2: normalised pixels, no transforms, Adam with L2 decay, these scales."""
     return Recipe(objective=objective, param=params_lib.NormalisedPixels(self.blur),
                   optimizer=Adam(self.lr, self.weight_decay), sides=self.sides(),
-                  steps=tuple(self.steps_at(i) for i in range(self.scales)))
+                  steps=tuple(self.steps_at(i) for i in range(self.scales)), group=group,
+                  name="seed")
+
+  def spec(self) -> dict:
+    return dataclasses.asdict(self)
 
   def _largest_side(self) -> float:
     """The last scale's side, or inf once a side would pass MAX_SIDE (a huge upscale
@@ -153,3 +218,117 @@ class Schedule:
                                   f"{self.scales} scales gives sides above {MAX_SIDE} px")
     if self.scales > 1 and self.size0 <= self.blur // 2:
       raise SettingError("blur", f"{self.blur} needs sides above {self.blur // 2}")
+
+
+def _check_steps_lr(steps: int, lr: float) -> None:
+  if steps < 1:
+    raise SettingError("steps", f"must be at least 1, got {steps}")
+  if not (math.isfinite(lr) and lr > 0):
+    raise SettingError("lr", f"must be a positive finite number, got {lr}")
+
+
+def _check_size(size0: int, min_side: int | None, layer_label: str) -> None:
+  if min_side is None:
+    return
+  if size0 < min_side:
+    raise SettingError("size0", f"{size0} is too small for {layer_label}: the minimum is "
+                                f"{min_side}")
+  if size0 > MAX_SIDE:
+    raise SettingError("size0", f"{size0} is above {MAX_SIDE} px")
+
+
+@dataclasses.dataclass(frozen=True)
+class Lucid:
+  """lucid's recipe as lucent's `render_vis` runs it: a Fourier image with
+  decorrelated colours and a sigmoid (`params.Fourier`), lucid's standard
+  transforms, the model's input upsampled to 224 px, Adam (lr 0.05, no decay),
+  512 steps at 128 px, one scale."""
+
+  size0: int = 128
+  steps: int = 512
+  lr: float = 0.05
+  decay_power: float = 1.0
+  transforms: bool = True
+  decorrelate: bool = True
+  input_side: int | None = 224
+
+  def sides(self) -> tuple[int, ...]:
+    return (self.size0,)
+
+  def total_steps(self) -> int:
+    return self.steps
+
+  def spec(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def recipe(self, objective: objectives_lib.Objective, group: int = 1) -> Recipe:
+    transforms = transforms_lib.lucid_standard() if self.transforms else transforms_lib.Compose()
+    return Recipe(objective=objective,
+                  param=params_lib.Fourier(self.decay_power, 0.01, self.decorrelate),
+                  optimizer=Adam(self.lr), sides=(self.size0,), steps=(self.steps,),
+                  transforms=transforms, group=group, input_side=self.input_side, name="lucid")
+
+  def check(self, min_side: int | None = 1, layer_label: str = "the layer") -> None:
+    _check_steps_lr(self.steps, self.lr)
+    if not math.isfinite(self.decay_power):
+      raise SettingError("decay_power", f"must be a finite number, got {self.decay_power}")
+    # The model sees the input side (224) whatever the image's side.
+    _check_size(self.size0, 1 if min_side is not None else None, layer_label)
+    if self.input_side is not None and min_side is not None and self.input_side < min_side:
+      raise SettingError("input_side", f"{self.input_side} is too small for {layer_label}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MacoRecipe:
+  """MACO (Fel et al. 2023) as horama runs it: a fixed magnitude spectrum and an
+  optimised phase (`params.Maco`), 6 noisy random crops per step resized to the
+  model's 224 px (`transforms.CropsWithNoise`), torch's NAdam (lr 1.0), 1000 steps
+  at 1280 px (horama's defaults; small sizes need a spectrum of their size)."""
+
+  spectrum: params_lib.Constant
+  size0: int = 1280
+  steps: int = 1000
+  lr: float = 1.0
+  crops: int = 6
+  noise: float = 0.05
+  crop_side: int = 224
+
+  def sides(self) -> tuple[int, ...]:
+    return (self.size0,)
+
+  def total_steps(self) -> int:
+    return self.steps
+
+  def spec(self) -> dict:
+    settings = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+    return {**settings, "spectrum": self.spectrum.digest}
+
+  def recipe(self, objective: objectives_lib.Objective, group: int = 1) -> Recipe:
+    return Recipe(objective=objective, param=params_lib.Maco(self.spectrum),
+                  optimizer=NAdam(self.lr), sides=(self.size0,), steps=(self.steps,),
+                  transforms=transforms_lib.Compose((transforms_lib.CropsWithNoise(
+                      self.crops, (0.20, 0.25), self.noise, self.crop_side),)),
+                  group=group, name="maco")
+
+  def check(self, min_side: int | None = 1, layer_label: str = "the layer") -> None:
+    _check_steps_lr(self.steps, self.lr)
+    if self.size0 % 2:
+      raise SettingError("size0", f"must be even for MACO, got {self.size0}")
+    if self.crops < 2:
+      raise SettingError("crops", f"must be at least 2 (horama's step needs two), got "
+                                  f"{self.crops}")
+    if not (math.isfinite(self.noise) and self.noise >= 0):
+      raise SettingError("noise", f"must be a finite number >= 0, got {self.noise}")
+    if min_side is None:
+      return
+    _check_size(self.size0, 1, layer_label)
+    if self.crop_side < min_side:
+      raise SettingError("crop_side", f"{self.crop_side} is too small for {layer_label}")
+    if 0.30 * self.size0 > 2 * self.crop_side:
+      raise SettingError("size0", f"{self.size0} is above {int(2 * self.crop_side / 0.3)}: "
+                                  f"MACO's crops (up to 30%) must fit twice {self.crop_side} px")
+    expected = (3, self.size0, self.size0 // 2 + 1)
+    if tuple(self.spectrum.array.shape) != expected:
+      raise SettingError("spectrum", f"has shape {tuple(self.spectrum.array.shape)}; a "
+                                     f"{self.size0} px MACO image needs {expected} (make one "
+                                     f"with `jaxviz spectrum FOLDER --size {self.size0}`)")

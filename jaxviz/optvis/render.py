@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxviz import ops
 from jaxviz.errors import SettingError
 from jaxviz.optvis import models
 from jaxviz.optvis.recipes import Recipe
@@ -89,11 +90,28 @@ def start(recipe: Recipe, model, key, unit, dtype, photo=None):
 
 
 def model_input(recipe: Recipe, model, var, step_key: jax.Array | None) -> jax.Array:
-  """The model's input for a variable: through the transforms when a step key is
-  given and the recipe has any, else straight from the parameterisation."""
+  """The model's input for a variable (N images in, M model inputs out; M = N unless a
+  transform makes several views of each image).
+
+  The parameterisation's images, then the random transforms when a step key is
+  given (in the parameterisation's space), then the model's normalisation if
+  that space is RGB, then the resize to `recipe.input_side` if it has one.
+  A transform that changes the image size by a random draw runs the rest
+  inside each of its branches (`transforms.Compose`).
+  """
+  images = recipe.param.images(var, model)
+
+  def finish(images):
+    if recipe.param.space == "rgb":
+      images = models.preprocess(model, images)
+    if recipe.input_side is not None:
+      images = jax.vmap(lambda one: ops.resize_bilinear_align_corners(
+          one, recipe.input_side, recipe.input_side))(images)
+    return images
+
   if step_key is None or not recipe.transforms:
-    return recipe.param.to_input(var, model)
-  return models.preprocess(model, recipe.transforms(step_key, recipe.param.to_image(var, model)))
+    return finish(images)
+  return recipe.transforms.apply(recipe.transforms.draw(step_key), images, finish)
 
 
 def objective_value(recipe: Recipe, model, params, var, unit, step_key=None) -> jax.Array:
