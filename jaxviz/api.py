@@ -7,14 +7,16 @@ seed) and return numpy arrays; the work is the same as the CLI's (`app`,
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Callable, Sequence
 
 import numpy as np
 
-from jaxviz import app, execution, fileio, layers, vgg
+from jaxviz import app, fileio, layers, vgg
+from jaxviz import progress as progress_lib
 from jaxviz import probe as probe_lib
 from jaxviz.optvis import models, recipes
-from jaxviz.settings import RenderOptions, prng_key
+from jaxviz.settings import RenderOptions
 from jaxviz.weights import Weights
 
 
@@ -30,16 +32,23 @@ def as_photo(path_or_image) -> np.ndarray:
 
 
 def _run(recipe: recipes.Recipe, model, params, units: list[int], options: RenderOptions,
-         photo) -> np.ndarray:
-  """Every unit's images, (N, group, S, S, 3); raises if any map failed."""
+         photo, progress) -> np.ndarray:
+  """Every unit's images, (N, group, S, S, 3); raises if any map failed.
+
+  `progress`: True shows a progress bar (in a terminal or a notebook), a
+  callable is called with (work done, total work), False shows nothing.
+  """
   options = options.check()
-  batch = (execution.auto_batch(recipe, model, params, options.dtype)
-           if options.batch == "auto" else options.batch)
-  mesh, workers = execution.local_execution()
-  results = list(execution.iter_render(recipe, model, params, units, prng_key(options.seed),
-                                       batch=batch, mesh=mesh, workers=workers,
-                                       dtype=options.dtype, driver=options.driver,
-                                       photo=photo))
+  with contextlib.ExitStack() as stack:
+    if progress is True:
+      bar = stack.enter_context(progress_lib.progress_bar())
+      events = progress_lib.ProgressEvents(bar, f"rendering {progress_lib.plural(len(units), 'map')}")
+    elif callable(progress):
+      events = progress_lib.CallbackEvents(progress)
+    else:
+      events = app.RenderEvents()
+    results = list(app.render_units(recipe, model, params, units, options, events, photo=photo))
+    events.finished()
   failed = {int(m): reason for result in results
             for m, reason in zip(result.maps, map(result.failure, range(len(result.maps))))
             if reason}
@@ -60,7 +69,8 @@ def render_layer(layer: str | int, maps: Sequence[int] | str, *,
                  weights: str | Weights = "imagenet", pre_relu: bool = False, seed: int = 0,
                  schedule=recipes.Schedule(), diversity: int = 1, batch: int | str = "auto",
                  dtype: str = "float32", precision: str = "default", driver: str = "auto",
-                 init=None, arch: str = layers.DEFAULT_ARCH) -> np.ndarray:
+                 init=None, arch: str = layers.DEFAULT_ARCH,
+                 progress: bool | Callable[[int, int], None] = True) -> np.ndarray:
   """Renders feature maps of a VGG layer by activation maximisation (SPEC §2).
 
   Example:
@@ -77,6 +87,8 @@ def render_layer(layer: str | int, maps: Sequence[int] | str, *,
     diversity: K images per map, pushed apart by lucid's diversity term.
     batch: maps per vmapped chunk, or "auto" (`execution.auto_batch`).
     init: optional start photo (path or array) instead of the recipe's init.
+    progress: True: a progress bar (terminal or notebook); a callable:
+      called with (work done, total work); False: silent.
   Returns:
     (len(maps), S, S, 3) float images in [0, 1] (S = 408 at the write-up's
     defaults), or (len(maps), K, S, S, 3) with diversity K > 1.
@@ -88,7 +100,7 @@ def render_layer(layer: str | int, maps: Sequence[int] | str, *,
   options = RenderOptions(seed, schedule, batch, dtype, driver, diversity)
   photo = None if init is None else app.photo_start(init, schedule.size0, dtype)
   images = _run(app.layer_recipe(target, schedule, diversity), target.model, loaded.params,
-                layers.parse_maps(maps, target.layer), options, photo)
+                layers.parse_maps(maps, target.layer), options, photo, progress)
   return images[:, 0] if diversity == 1 else images
 
 
@@ -97,7 +109,8 @@ def render_model(model, params, objective=None, units: Sequence[int] = (0,), *,
                  schedule: recipes.Schedule = recipes.Schedule(), seed: int = 0,
                  batch: int | str = "auto", dtype: str = "float32", driver: str = "auto",
                  mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None) -> np.ndarray:
+                 std: Sequence[float] | None = None,
+                 progress: bool | Callable[[int, int], None] = True) -> np.ndarray:
   """Renders any JAX image model: a Flax module, a function or a jaxviz Model.
 
   Example:
@@ -123,7 +136,7 @@ def render_model(model, params, objective=None, units: Sequence[int] = (0,), *,
     schedule.check()
     recipe = schedule.recipe(objective)
   images = _run(recipe, model, params, [int(u) for u in units],
-                RenderOptions(seed, schedule, batch, dtype, driver), None)
+                RenderOptions(seed, schedule, batch, dtype, driver), None, progress)
   return images[:, 0] if recipe.group == 1 else images
 
 

@@ -112,21 +112,47 @@ def render_identity(loaded: weights_lib.Weights, target: vgg.Target, recipe: rec
   return {
       "layer": target.layer.index, "pre_relu": target.pre_relu, "arch": target.arch,
       "seed": options.seed, "schedule": options.schedule.spec(), "recipe": recipe.spec(),
-      "diversity": options.diversity, "dtype": options.dtype, "precision": target.precision,
+      "diversity": options.diversity, "preview": options.preview, "dtype": options.dtype, "precision": target.precision,
       "init": None if init_path is None else {"path": str(init_path),
                                               "sha256": fileio.sha256_file(init_path)},
       "weights": {"label": loaded.label, "sha256": loaded.sha256, "random": loaded.is_random},
   }
 
 
+@dataclasses.dataclass(frozen=True)
+class RenderPlan:
+  """The work a render directory has left, known before it starts.
+
+  Work is counted in steps times the model's input pixels (`execution.step_work`),
+  so that every scale weighs what it costs.
+
+  Attributes:
+    skipped: maps already finished.
+    todo: maps to render.
+    batch: maps per batch.
+    work: the work of every batch to render (padding included).
+    steps: optimisation steps per map.
+    largest_side: the largest image side.
+    preview_work: the same maps' work with `--preview` settings.
+  """
+
+  skipped: int
+  todo: int
+  batch: int
+  work: int
+  steps: int
+  largest_side: int
+  preview_work: int
+
+
 class RenderEvents:
-  """What a render directory reports as it goes; the CLI overrides these to print."""
+  """What rendering reports as it goes; the CLI overrides these to print."""
 
-  def plan(self, skipped: int, todo: int, total_steps: int, batch: int) -> None:
-    """The work is known: maps already finished, maps to render, their steps, the batch."""
+  def plan(self, plan: RenderPlan) -> None:
+    """The work is known."""
 
-  def steps(self, count: int) -> None:
-    """`count` more optimisation steps are done (of every map in a batch)."""
+  def work(self, amount: int) -> None:
+    """`amount` more work is done (see `RenderPlan`)."""
 
   def batch_done(self, maps: int) -> None:
     """A batch of `maps` maps is written."""
@@ -140,6 +166,46 @@ class RenderEvents:
 
   def failed(self, map_index: int, reason: str) -> None:
     """Map `map_index` failed (non-finite objective or image); nothing was written."""
+
+  def finished(self) -> None:
+    """Every output is written."""
+
+
+def _work(recipe: recipes.Recipe, model, params, maps: int, batch: int) -> int:
+  """The work of `maps` maps in batches of `batch` (the last padded)."""
+  per_step = execution.step_work(recipe, model, params)
+  return -(-maps // batch) * batch * sum(s * w for s, w in zip(recipe.steps, per_step))
+
+
+def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
+                 options: RenderOptions, events: RenderEvents = RenderEvents(), *,
+                 photo: np.ndarray | None = None, skipped: int = 0,
+                 preview: recipes.Recipe | None = None, run: dict | None = None):
+  """Renders `units` where `execution` decides; yields each finished batch.
+
+  Tells `events` the plan (`skipped` maps already done; the `preview` recipe's
+  work for comparison) and the work as it is done. `run`, if given, receives
+  the batch and worker count (for the record).
+  """
+  units = list(units)
+  mesh, workers = execution.local_execution()
+  batch = (execution.auto_batch(recipe, model, params, options.dtype)
+           if options.batch == "auto" else options.batch)
+  run_batch = execution.effective_batch(batch, len(units), mesh, workers) if units else batch
+  events.plan(RenderPlan(
+      skipped, len(units), run_batch, _work(recipe, model, params, len(units), run_batch),
+      recipe.total_steps(), max(recipe.sides),
+      _work(preview, model, params, len(units), run_batch) if preview is not None else 0))
+  if run is not None:
+    run.update(batch=batch, workers=workers)
+  if not units:
+    return
+  per_step = execution.step_work(recipe, model, params)
+  yield from execution.iter_render(
+      recipe, model, params, units, prng_key(options.seed), batch=batch, mesh=mesh,
+      workers=workers, dtype=options.dtype, driver=options.driver, photo=photo,
+      on_steps=lambda count, scale: events.work(count * per_step[scale] * run_batch),
+      on_out_of_memory=events.out_of_memory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,29 +249,29 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
        "sides": list(recipe.sides)},
       force=force, process_index=process_index, process_count=process_count)
   maps = list(maps)[process_index::process_count]
-  mesh, workers = execution.local_execution()
-  batch = (execution.auto_batch(recipe, target.model, loaded.params, options.dtype)
-           if options.batch == "auto" else options.batch)
   done = directory.finished()
   todo = [m for m in maps if m not in done]
-  batches = -(-len(todo) // execution.effective_batch(batch, len(todo), mesh, workers)) \
-      if todo else 0
-  events.plan(len(maps) - len(todo), len(todo), batches * recipe.total_steps(), batch)
+  run = {"maps": todo, "driver": resolve_driver(options.driver),
+         "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
+  preview = layer_recipe(target, options.preview_settings(), options.diversity)
+  results = render_units(recipe, target.model, loaded.params, todo, options, events,
+                         photo=None if init_path is None else photo_start(
+                             init_path, options.schedule.size0, options.dtype),
+                         skipped=len(maps) - len(todo), preview=preview, run=run)
   if not todo:
+    list(results)  # tells `events` the plan
+    events.finished()
     return RenderOutcome(directory.record, [], len(maps), {}, 0.0)
   fileio.ensure_writable_dir(out_dir)
-  run = {"maps": todo, "batch": batch, "workers": workers,
-         "driver": resolve_driver(options.driver),
-         "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
   directory.record["runs"].append(run)
-  photo = None if init_path is None else photo_start(init_path, options.schedule.size0,
-                                                      options.dtype)
+  provenance = {**target.provenance(), "recipe": recipe.name,
+                "settings_hash": directory.digest, "weights": loaded.label,
+                "random_weights": loaded.is_random, "seed": options.seed,
+                "dtype": options.dtype}
+  random_note = ", RANDOM weights" if loaded.is_random else ""
   began = time.perf_counter()
   failed: dict[int, str] = {}
-  for result in execution.iter_render(
-      recipe, target.model, loaded.params, todo, prng_key(options.seed), batch=batch,
-      mesh=mesh, workers=workers, dtype=options.dtype, driver=options.driver, photo=photo,
-      on_steps=events.steps, on_out_of_memory=events.out_of_memory):
+  for result in results:
     for row, map_index in enumerate(int(m) for m in result.maps):
       reason = result.failure(row)
       if reason:
@@ -218,14 +284,19 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
       first_alive = alive[0] if alive else None
       directory.add(map_index, store.map_filename(target.layer.index, map_index),
                     map_image(result.images[row]), objective, first_alive,
-                    bool(result.dead_at_start[row]))
+                    bool(result.dead_at_start[row]),
+                    fileio.png_text(f"{target.describe()} map {map_index}, recipe "
+                                    f"{recipe.name}{random_note}",
+                                    {**provenance, "map": map_index}))
       if result.dead_at_start[row]:
         events.dead(map_index, first_alive)
     run["wall_time_s"] = round(time.perf_counter() - began, 3)
     directory.save()
     events.batch_done(len(result.maps))
   directory.save()
-  directory.write_grid(f"{target.describe()}, recipe {recipe.name}, weights: {loaded.label}")
+  title = f"{target.describe()}, recipe {recipe.name}, weights: {loaded.label}"
+  directory.write_grid(title, maps, fileio.png_text(title, provenance))
+  events.finished()
   rendered = [m for m in todo if m not in failed]
   return RenderOutcome(directory.record, rendered, len(maps) - len(todo), failed,
                        run["wall_time_s"])
@@ -248,14 +319,8 @@ def render_maps(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequence[
   {map: value}); raises if any map failed."""
   options = options.check()
   recipe = layer_recipe(target, options.schedule, options.diversity)
-  mesh, workers = execution.local_execution()
-  batch = (execution.auto_batch(recipe, target.model, loaded.params, options.dtype)
-           if options.batch == "auto" else options.batch)
   images, finals, failed = {}, {}, {}
-  for result in execution.iter_render(recipe, target.model, loaded.params, list(maps),
-                                      prng_key(options.seed), batch=batch, mesh=mesh,
-                                      workers=workers, dtype=options.dtype,
-                                      driver=options.driver, on_steps=events.steps):
+  for result in render_units(recipe, target.model, loaded.params, maps, options, events):
     for row, map_index in enumerate(int(m) for m in result.maps):
       reason = result.failure(row)
       if reason:
@@ -263,6 +328,7 @@ def render_maps(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequence[
         continue
       images[map_index] = map_image(result.images[row])
       finals[map_index] = float(result.objectives[row, -1])
+  events.finished()
   if failed:
     raise failures_error(failed)
   return images, finals

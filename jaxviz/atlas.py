@@ -96,9 +96,7 @@ def top_images_table(scores, target, weights_label: str, top: int) -> dict:
   Format: {"layer", "layer_name", "pre_relu", "reads", "weights", "images" (count),
   "skipped": [path], "maps": {map: [{"image": path, "mean": score}, ...] best first}}.
   """
-  from jaxviz import probe as probe_lib
-
-  return {**probe_lib.target_json(target), "weights": weights_label,
+  return {**target.provenance(), "weights": weights_label,
           "images": len(scores.images), "skipped": [str(path) for path, _ in scores.skipped],
           "maps": {str(m): [{"image": str(path), "mean": value}
                             for path, value in scores.top_images(m, top)]

@@ -21,6 +21,7 @@ import typer
 
 from jaxviz import layers as layers_lib
 from jaxviz.errors import JaxvizError, SettingError
+from jaxviz.progress import ProgressEvents, duration, plural, progress_bar
 
 app = typer.Typer(
     help="See what VGG16's feature maps have learnt: activation maximisation in JAX.",
@@ -29,6 +30,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+def _print_version(value: bool) -> None:
+  if value:
+    from jaxviz import __version__
+
+    typer.echo(f"jaxviz {__version__}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", metavar="", callback=_print_version, is_eager=True,
+        help="Print jaxviz's version and exit.")] = False,
+):
+  """See what VGG16's feature maps have learnt: activation maximisation in JAX."""
 
 
 # Errors.
@@ -92,6 +110,7 @@ class Opt:
   type: Any
   default: Any
   help: str
+  short: str | None = None
 
 
 def with_options(parameter: str, build: Callable[..., Any], options: tuple[Opt, ...],
@@ -101,13 +120,14 @@ def with_options(parameter: str, build: Callable[..., Any], options: tuple[Opt, 
 
   def decorate(command):
     signature = inspect.signature(command, eval_str=True)
-    def declaration(opt: Opt) -> str:
-      on = flag(opt.name)
-      return f"{on}/--no-{on[2:]}" if opt.type in (bool, Optional[bool]) else on
+    def option(opt: Opt):
+      on, switch = flag(opt.name), opt.type in (bool, Optional[bool])
+      names = [f"{on}/--no-{on[2:]}" if switch else on] + ([opt.short] if opt.short else [])
+      return typer.Option(*names, help=opt.help, rich_help_panel=panel,
+                          metavar="" if switch else None)
 
     added = [inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=opt.default,
-                               annotation=Annotated[opt.type, typer.Option(
-                                   declaration(opt), help=opt.help, rich_help_panel=panel)])
+                               annotation=Annotated[opt.type, option(opt)])
              for opt in options]
     parameters = []
     for existing in signature.parameters.values():
@@ -139,7 +159,7 @@ MODEL = (
     Opt("weights", str, "imagenet",
         "'imagenet' (downloaded and converted once, then cached), 'random' or 'random:SEED' "
         "(an untrained network, for offline demos), or a path to a converted .safetensors "
-        "or a torchvision .pth state dict."),
+        "or a torchvision .pth state dict.", "-w"),
     Opt("arch", str, layers_lib.DEFAULT_ARCH,
         f"Network for --weights imagenet|random: {', '.join(layers_lib.ARCH_CONFIGS)}. "
         "Files record their own."),
@@ -149,16 +169,16 @@ MODEL = (
 )
 
 
-def _recipe_and_render_options(seed, recipe, size0, scales, upscale, steps, lr, weight_decay,
-                               blur, decay_power, transforms, spectrum, diversity, batch, dtype,
-                               driver):
+def _recipe_and_render_options(seed, recipe, preview, size0, scales, upscale, steps, lr,
+                               weight_decay, blur, decay_power, transforms, spectrum, diversity,
+                               batch, dtype, driver):
   """(RecipeOptions as given, RenderOptions with the seed recipe's defaults)."""
   from jaxviz.settings import RecipeOptions, RenderOptions
 
   given = RecipeOptions(recipe, size0, scales, upscale, steps, lr, weight_decay, blur,
-                        decay_power, transforms, spectrum)
+                        decay_power, transforms, spectrum, preview)
   return given, RenderOptions(seed, batch=batch, dtype=dtype, driver=driver,
-                              diversity=diversity).check()
+                              diversity=diversity, preview=preview).check()
 
 
 def _render_options(**options):
@@ -171,6 +191,9 @@ RENDER = (
         "seed: the write-up's (SPEC §2: pixels, 12 scales, Adam); lucid: Fourier image, "
         "decorrelated colours, transformation robustness (lucent's render_vis); maco: "
         "phase-only Fourier with a photo-made magnitude (--spectrum), noisy crops."),
+    Opt("preview", bool, False,
+        "A quick look: seed: 4 scales of 25 steps up to 96 px (about 1/60 of the work); "
+        "lucid: 64 steps; maco: 100 steps. Settings given as well still apply."),
     Opt("seed", int, 0, "PRNG seed; map k's randomness comes from fold_in(seed, k)."),
     Opt("size0", Optional[int], None,
         "Side of the (first) image. Default: seed 56, lucid 128, maco 1280."),
@@ -202,13 +225,19 @@ model_options = with_options("model", ModelOptions, MODEL, "Network")
 render_options = with_options("render", _render_options, RENDER, "Rendering")
 compare_options = with_options("render", _recipe_and_render_options, RENDER, "Rendering")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", metavar="", help="Print the result as JSON on stdout (one document, also on "
+                               "errors).")]
 LayerOption = Annotated[str, typer.Option(
+    "--layer", "-l",
     help="Layer: index (24), name (conv5_1) or features.24; `jaxviz layers` lists them. "
          "A conv layer is read after its ReLU, as the write-up's code read it.")]
+MapsOption = Annotated[str, typer.Option(
+    "--maps", "-m", help="Feature maps: '271,15', a range '0:16', 'all', or a mix.")]
 PreReluOption = Annotated[bool, typer.Option(
-    "--pre-relu", help="Read a conv layer's raw output (before its ReLU) instead.")]
+    "--pre-relu", metavar="", help="Read a conv layer's raw output (before its ReLU) instead.")]
 ForceOption = Annotated[bool, typer.Option(
+    "--force", metavar="",
     help="Start over in an --out that holds renders made with other settings.")]
 TopImagesOption = Annotated[Optional[Path], typer.Option(
     help="A `top-images --all-maps` JSON table: shows each map's top photos in the atlas.")]
@@ -235,55 +264,13 @@ def _load_target(model: ModelOptions, layer: str, pre_relu: bool):
                                     precision=model.precision)
 
 
-def _progress():
-  from rich.console import Console
-  from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                             TimeElapsedColumn, TimeRemainingColumn)
-
-  return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
-
-
-def _render_with_progress(loaded, target, maps, out, options, *, label: str,
-                          count_maps: bool = False, **settings):
-  """app.render_to_dir with a progress bar over optimisation steps, or over maps
-  (`count_maps`, for whole layers), printing what it reports."""
+def _render_with_progress(loaded, target, maps, out, options, *, label: str, **settings):
+  """app.render_to_dir with a progress bar over the work, printing what it reports."""
   from jaxviz import app as app_lib
 
-  with _progress() as progress:
-    task = progress.add_task(label, total=None)
-
-    class Events(app_lib.RenderEvents):
-      def plan(self, skipped, todo, total_steps, batch):
-        if skipped:
-          progress.console.print(f"{skipped} maps already rendered in {out}, skipped")
-        if count_maps and todo:
-          progress.console.print(f"batches of {batch} maps")
-        progress.update(task, total=todo if count_maps else total_steps)
-
-      def steps(self, count):
-        if not count_maps:
-          progress.advance(task, count)
-
-      def batch_done(self, maps):
-        if count_maps:
-          progress.advance(task, maps)
-
-      def out_of_memory(self, new_batch):
-        progress.console.print(f"out of device memory: batch halved to {new_batch}")
-
-      def dead(self, map_index, first_alive):
-        fate = ("never came alive" if first_alive is None
-                else f"came alive at scale {first_alive}")
-        progress.console.print(
-            f"map {map_index} is dead at the start (objective 0, no gradient): only the "
-            f"weight decay moves its image, towards the ImageNet mean colour; it {fate}")
-
-      def failed(self, map_index, reason):
-        progress.console.print(f"map {map_index} failed: {reason}; no image written")
-
-    return app_lib.render_to_dir(loaded, target, maps, out, options, events=Events(),
-                                 **settings)
+  with progress_bar() as progress:
+    return app_lib.render_to_dir(loaded, target, maps, out, options,
+                                 events=ProgressEvents(progress, label, out), **settings)
 
 
 def _random_note(loaded) -> None:
@@ -303,7 +290,7 @@ def layers(
 ):
   """List the layers you can render or probe, by index and name.
 
-  Example: [bold]jaxviz layers --json[/bold]
+  Example (offline): [bold]jaxviz layers --json[/bold]
   """
   if side < 1:
     raise SettingError("side", f"must be positive, got {side}")
@@ -328,7 +315,8 @@ def layers(
 @app.command()
 @user_errors
 def convert(
-    src: Annotated[Path, typer.Argument(help="torchvision VGG state dict (.pth).")],
+    src: Annotated[Path, typer.Argument(metavar="SRC",
+                                        help="torchvision VGG state dict (.pth).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .safetensors path.")],
     arch: Annotated[Optional[str], typer.Option(
         help="Expected architecture; by default it is detected from the keys.")] = None,
@@ -338,8 +326,8 @@ def convert(
   The state dict must match the architecture exactly; the output is written
   atomically and records the source file's name and sha256.
 
-  Example: [bold]jaxviz convert ~/.cache/torch/hub/checkpoints/vgg16-397923af.pth
-  --out vgg16.safetensors[/bold]
+  Example (offline, from a local file): [bold]jaxviz convert
+  ~/.cache/torch/hub/checkpoints/vgg16-397923af.pth -o vgg16.safetensors[/bold]
   """
   from jaxviz import vgg
 
@@ -355,7 +343,7 @@ def convert(
 @user_errors
 @model_options
 def classify(
-    image: Annotated[Path, typer.Argument(help="A photo (jpg, png, webp, ...).")],
+    image: Annotated[Path, typer.Argument(metavar="PHOTO", help="A photo (jpg, png, webp, ...).")],
     top: Annotated[int, typer.Option(help="How many classes to show.")] = 5,
     model: ModelOptions = None,
     as_json: JsonOption = False,
@@ -366,6 +354,8 @@ def classify(
   bicubic resize to 224x224, ImageNet normalisation.
 
   Example: [bold]jaxviz classify cat.jpg --top 5[/bold]
+
+  Offline: [bold]jaxviz classify cat.jpg -w random[/bold] (an untrained network)
   """
   from jaxviz import app as app_lib
   from jaxviz import classify as classify_lib
@@ -382,8 +372,9 @@ def classify(
     _echo_json({"image": str(image), "weights": loaded.label,
                 "random_weights": loaded.is_random, "top": ranked})
     return
+  typer.echo(f"{'prob':>8}  {'logit':>9}  {'class':>5}  label")
   for row in ranked:
-    typer.echo(f"{row['prob']:8.4f}  {row['logit']:9.3f}  {row['index']:>4}  {row['label']}")
+    typer.echo(f"{row['prob']:8.4f}  {row['logit']:9.3f}  {row['index']:>5}  {row['label']}")
   if loaded.is_random:
     typer.echo("(random weights: these classes mean nothing)")
 
@@ -394,8 +385,7 @@ def classify(
 @model_options
 def render(
     layer: LayerOption,
-    maps: Annotated[str, typer.Option(
-        help="Feature maps: '271,15', a range '0:16', 'all', or a mix.")],
+    maps: MapsOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("renders"),
     pre_relu: PreReluOption = False,
     init: Annotated[Optional[Path], typer.Option(
@@ -411,7 +401,9 @@ def render(
   and OUT/render.json (settings and their hash, weights, device, objective per
   scale, wall time). Rerun the same command to resume an interrupted render.
 
-  Example: [bold]jaxviz render --layer 24 --maps 271,15 --out renders/[/bold]
+  Example: [bold]jaxviz render -l 24 -m 271,15 -o renders/[/bold]
+
+  Offline: [bold]jaxviz render -l 10 -m 0:3 -w random --preview -o demo/[/bold]
   """
   from jaxviz import app as app_lib
   from jaxviz import fileio
@@ -428,8 +420,10 @@ def render(
   if as_json:
     _echo_json(outcome.record)
   else:
-    typer.echo(f"wrote {len(outcome.rendered)} renders, grid.png and render.json to {out} "
-               f"in {outcome.wall_time_s:.1f} s")
+    written = (f"rendered {plural(len(outcome.rendered), 'map')} in "
+               f"{duration(outcome.wall_time_s)}" if outcome.rendered else "rendered nothing new")
+    typer.echo(f"{written}; {plural(len(outcome.record['files']), 'map')} in {out} "
+               "(grid.png, render.json)")
   _random_note(loaded)
   if outcome.failed:
     raise app_lib.failures_error(outcome.failed, out)
@@ -440,19 +434,19 @@ def render(
 @render_options
 @model_options
 def probe(
-    image: Annotated[Path, typer.Argument(help="A photo (jpg, png, webp, ...).")],
+    image: Annotated[Path, typer.Argument(metavar="PHOTO", help="A photo (jpg, png, webp, ...).")],
     layer: LayerOption,
     top: Annotated[int, typer.Option(help="How many top maps to report and draw.")] = 15,
     map_: Annotated[Optional[list[int]], typer.Option(
         "--map", help="A map to report the rank of (repeatable): is it in the top k?")] = None,
     pre_relu: PreReluOption = False,
     out: Annotated[Optional[Path], typer.Option(
-        help="Write the write-up's figure here (PNG).")] = None,
+        "--out", "-o", help="Write the write-up's figure here (PNG).")] = None,
     renders: Annotated[Path, typer.Option(
         help="A `jaxviz render` directory with the top maps' renders; missing ones are "
              "rendered into it with the rendering options.")] = Path("renders"),
     no_renders: Annotated[bool, typer.Option(
-        "--no-renders", help="Draw only the photo and the activation plot.")] = False,
+        "--no-renders", metavar="", help="Draw only the photo and the activation plot.")] = False,
     as_json: JsonOption = False,
     model: ModelOptions = None,
     render: Any = None,
@@ -464,7 +458,9 @@ def probe(
   write-up read it; --pre-relu for the raw conv output). Prints the top k and
   the rank of every --map; --out draws the write-up's figure.
 
-  Example: [bold]jaxviz probe house.jpg --layer 24 --map 271 --out house_probe.png[/bold]
+  Example: [bold]jaxviz probe house.jpg -l 24 --map 271 -o house_probe.png[/bold]
+
+  Offline: [bold]jaxviz probe house.jpg -l 10 -w random --no-renders -o fig.png[/bold]
   """
   from jaxviz import app as app_lib
   from jaxviz import fileio, figures, store
@@ -478,24 +474,7 @@ def probe(
   result = probe_lib.probe(loaded, photo, target, top=top, maps=map_ or ())
   top_maps = [m for _, m, _ in result.top]
 
-  failed: dict[int, str] = {}
-  if out is not None:
-    rendered = None
-    if not no_renders:
-      outcome = _render_with_progress(
-          loaded, target, top_maps, renders, render,
-          label=f"rendering the top {len(top_maps)} maps into {renders}")
-      failed = outcome.failed
-      rendered = store.load_renders(renders, top_maps, outcome.record["identity_hash"])
-    footnote = (f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
-                + ("" if no_renders else f"; renders: recipe {render.schedule.recipe(None).name}"))
-    if target.layer.kind == "conv":  # the write-up's own title, and how the layer was read
-      layer_title = f"Conv layer{target.layer.index}" + (" (pre-ReLU)" if target.pre_relu else "")
-    else:
-      layer_title = target.describe()
-    figures.probe_figure(result.photo, result.means, top_maps, layer_title, rendered, out,
-                         footnote=footnote)
-
+  # The answer first: the ranking is printed (or written as JSON) before any rendering.
   if as_json:
     _echo_json(result.to_json(str(image), loaded.label))
   else:
@@ -507,8 +486,30 @@ def probe(
       verdict = "in" if rank <= top else "NOT in"
       typer.echo(f"map {map_index}: rank {rank} of {target.layer.channels}, mean {mean:.4f} "
                  f"({verdict} the top {top})")
-    if out is not None:
-      typer.echo(f"figure: {out}")
+  sys.stdout.flush()
+  if out is None:
+    return
+
+  failed: dict[int, str] = {}
+  rendered = None
+  if not no_renders:
+    typer.echo(f"the figure needs renders of the top {plural(len(top_maps), 'map')} "
+               f"(recipe {render.schedule.recipe(None).name}) from {renders}; "
+               "--no-renders draws it without them, --preview renders quickly", err=True)
+    outcome = _render_with_progress(
+        loaded, target, top_maps, renders, render,
+        label=f"rendering the top {plural(len(top_maps), 'map')} into {renders}")
+    failed = outcome.failed
+    rendered = store.load_renders(renders, top_maps, outcome.record["identity_hash"])
+  footnote = (f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
+              + ("" if no_renders else f"; renders: recipe {render.schedule.recipe(None).name}"))
+  title = f"Top {len(top_maps)} Feature Maps from {target.describe()}"
+  figures.probe_figure(result.photo, result.means, top_maps, target.describe(), rendered, out,
+                       footnote=footnote, asked=result.asked,
+                       text=fileio.png_text(title, {**target.provenance(), "photo": str(image),
+                                                    "weights": loaded.label,
+                                                    "random_weights": loaded.is_random}))
+  typer.echo(f"figure: {out}", err=as_json)
   if failed:
     raise app_lib.failures_error(failed, renders)
 
@@ -517,14 +518,17 @@ def probe(
 @user_errors
 @model_options
 def top_images(
-    folder: Annotated[Path, typer.Argument(help="A folder of photos (searched recursively).")],
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER",
+                                           help="A folder of photos (searched recursively).")],
     layer: LayerOption,
     map_: Annotated[Optional[int], typer.Option("--map", help="The map to rank photos by.")] = None,
     all_maps: Annotated[bool, typer.Option(
-        "--all-maps", help="Every map's top photos, from the same single pass (JSON table).")] = False,
+        "--all-maps", metavar="",
+        help="Every map's top photos, from the same single pass (JSON table).")] = False,
     pre_relu: PreReluOption = False,
     top: Annotated[int, typer.Option(help="How many photos per map.")] = 9,
     out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o",
         help="With --map: a grid of the top photos and their scores (PNG). With --all-maps: "
              "the JSON table.")] = None,
     batch: Annotated[int, typer.Option(help="Photos per jitted batch.")] = 16,
@@ -535,7 +539,9 @@ def top_images(
 
   Unreadable files are skipped with a warning and counted.
 
-  Example: [bold]jaxviz top-images ~/photos --layer 24 --map 271 --out top271.png[/bold]
+  Example: [bold]jaxviz top-images ~/photos -l 24 --map 271 -o top271.png[/bold]
+
+  Offline: [bold]jaxviz top-images ~/photos -l 10 --map 5 -w random[/bold]
   """
   from jaxviz import atlas, fileio, figures
   from jaxviz import probe as probe_lib
@@ -554,11 +560,12 @@ def top_images(
   if map_ is not None:
     layers_lib.parse_maps(str(map_), target.layer)
 
-  with _progress() as progress:
+  with progress_bar() as progress:
     task = progress.add_task(f"scoring {len(paths)} images", total=len(paths))
     scores = probe_lib.score_folder(
         loaded, folder, target, batch=batch, on_image=lambda: progress.advance(task),
-        on_skip=lambda path, why: progress.console.print(f"warning: skipped {why}"))
+        on_skip=lambda path, why: progress.console.print(f"warning: skipped {why}",
+                                                         soft_wrap=True))
   skipped = [str(path) for path, _ in scores.skipped]
   if all_maps:
     table = atlas.top_images_table(scores, target, loaded.label, top)
@@ -573,17 +580,23 @@ def top_images(
 
   ranked = scores.top_images(map_, top)
   if out is not None:
+    title = f"{target.describe()} map {map_}, weights: {loaded.label}"
     figures.titled_grid([fileio.read_image(p) for p, _ in ranked],
                         [f"{p.name}\n{v:.3f}" for p, v in ranked], out, min(3, len(ranked)),
-                        suptitle=f"{target.describe()} map {map_}, weights: {loaded.label}")
+                        suptitle=title,
+                        text=fileio.png_text(title, {**target.provenance(), "map": map_,
+                                                     "weights": loaded.label,
+                                                     "random_weights": loaded.is_random}))
+    typer.echo(f"wrote {out}", err=as_json)
   if as_json:
-    _echo_json({**probe_lib.target_json(target), "map": map_,
+    _echo_json({**target.provenance(), "map": map_,
                 "top": [{"image": str(p), "mean": v} for p, v in ranked], "skipped": skipped})
     return
+  typer.echo(f"{'rank':>4}  {'mean':>9}  image")
   for rank, (path, mean) in enumerate(ranked, 1):
-    typer.echo(f"{rank:>3}  {mean:9.4f}  {path}")
+    typer.echo(f"{rank:>4}  {mean:9.4f}  {path}")
   if skipped:
-    typer.echo(f"({len(skipped)} unreadable files skipped)")
+    typer.echo(f"({plural(len(skipped), 'unreadable file')} skipped)")
 
 
 @app.command()
@@ -593,11 +606,11 @@ def top_images(
 def sweep(
     layer: LayerOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
-    maps: Annotated[str, typer.Option(help="Feature maps ('all', '0:64', '271,15').")] = "all",
+    maps: MapsOption = "all",
     pre_relu: PreReluOption = False,
     top_images: TopImagesOption = None,
     distributed: Annotated[bool, typer.Option(
-        help="Multi-host: call jax.distributed.initialize() (TPU pods, SLURM, or the "
+        "--distributed", metavar="", help="Multi-host: call jax.distributed.initialize() (TPU pods, SLURM, or the "
              "JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID environment); each "
              "process renders maps[process_index::process_count] on its own devices. If one "
              "process dies the others stop too; rerun all of them to resume.")] = False,
@@ -616,7 +629,9 @@ def sweep(
   interruption (even kill -9); other settings into the same OUT are refused
   unless --force. Writes OUT/index.html, an offline page of all maps.
 
-  Example: [bold]jaxviz sweep --layer 24 --out sweeps/conv5_1[/bold]
+  Example: [bold]jaxviz sweep -l 24 -o sweeps/conv5_1[/bold]
+
+  Offline: [bold]jaxviz sweep -l 10 -m 0:8 -w random --preview -o sweeps/demo[/bold]
   """
   import jax
 
@@ -640,12 +655,13 @@ def sweep(
              + (f", process {process_index or 0} of {process_count}" if process_count > 1
                 else ""), err=True)
   outcome = _render_with_progress(
-      loaded, target, map_list, out, render, count_maps=True, force=force,
+      loaded, target, map_list, out, render, force=force,
       process_index=process_index or 0, process_count=process_count,
       label=f"{target.describe()} maps")
   index = atlas.build_atlas(out, table)
-  typer.echo(f"{len(outcome.record['files'])} maps in {out} ({len(outcome.rendered)} rendered "
-             f"now in {outcome.wall_time_s:.1f} s); atlas: {index}")
+  typer.echo(f"{plural(len(outcome.record['files']), 'map')} in {out} ("
+             f"{len(outcome.rendered)} rendered now in {duration(outcome.wall_time_s)}); "
+             f"atlas: {index}")
   _random_note(loaded)
   if outcome.failed:
     raise app_lib.failures_error(outcome.failed, out)
@@ -657,7 +673,7 @@ def sweep(
 @model_options
 def compare(
     layer: LayerOption,
-    maps: Annotated[str, typer.Option(help="Feature maps: '271,15', a range '0:4', ...")],
+    maps: MapsOption,
     recipes: Annotated[str, typer.Option(
         help="Recipes side by side, comma-separated: seed, lucid, maco.")] = "seed,lucid,maco",
     out: Annotated[Path, typer.Option("--out", "-o", help="The figure (PNG).")] =
@@ -671,7 +687,9 @@ def compare(
   Each panel is titled with its recipe, its map and its final objective.
   Rendering options apply to every recipe that has them (--recipe is ignored).
 
-  Example: [bold]jaxviz compare --layer 24 --maps 271,15 --recipes seed,lucid --out fig.png[/bold]
+  Example: [bold]jaxviz compare -l 24 -m 271,15 --recipes seed,lucid -o fig.png[/bold]
+
+  Offline: [bold]jaxviz compare -l 10 -m 1,2 --recipes seed,lucid -w random --preview[/bold]
   """
   from jaxviz import app as app_lib
   from jaxviz import figures, fileio
@@ -691,20 +709,17 @@ def compare(
   images, objectives = {}, {}
   for name in names:
     options = dataclasses.replace(render, schedule=settings[name])
-    with _progress() as progress:
-      task = progress.add_task(f"{name}: {len(map_list)} maps", total=None)
-      steps = app_lib.layer_recipe(target, settings[name], render.diversity).total_steps()
-      progress.update(task, total=steps * len(map_list))
-
-      class Events(app_lib.RenderEvents):
-        def steps(self, count):
-          progress.advance(task, count * len(map_list))
-
+    with progress_bar() as progress:
+      events = ProgressEvents(progress, f"{name}: {plural(len(map_list), 'map')}")
       images[name], objectives[name] = app_lib.render_maps(loaded, target, map_list, options,
-                                                           Events())
-  figures.compare_figure(images, objectives, map_list, out,
-                         f"{target.describe()}, weights: {loaded.label}"
-                         + (" (RANDOM, untrained)" if loaded.is_random else ""))
+                                                           events)
+  title = (f"{target.describe()}, weights: {loaded.label}"
+           + (" (RANDOM, untrained)" if loaded.is_random else ""))
+  figures.compare_figure(images, objectives, map_list, out, title,
+                         text=fileio.png_text(title, {**target.provenance(), "maps": map_list,
+                                                      "recipes": names,
+                                                      "weights": loaded.label,
+                                                      "random_weights": loaded.is_random}))
   typer.echo(f"wrote {out}")
   _random_note(loaded)
 
@@ -712,7 +727,8 @@ def compare(
 @app.command()
 @user_errors
 def spectrum(
-    folder: Annotated[Path, typer.Argument(help="A folder of photos (searched recursively).")],
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER",
+                                           help="A folder of photos (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The spectrum (.npy).")],
     size: Annotated[int, typer.Option(help="Side of the MACO images it is for (even).")] = 1280,
 ):
@@ -722,7 +738,7 @@ def spectrum(
   matrix), and the magnitudes of each plane's 2-D real FFT averaged: a
   (3, SIZE, SIZE // 2 + 1) float32 array. Nothing is downloaded.
 
-  Example: [bold]jaxviz spectrum ~/photos --size 256 --out spectrum256.npy[/bold]
+  Example (offline): [bold]jaxviz spectrum ~/photos --size 256 -o spectrum256.npy[/bold]
   """
   import numpy as np
 
@@ -739,15 +755,44 @@ def spectrum(
   typer.echo(f"wrote {out}: {magnitude.shape} from {used} photos")
 
 
+@app.command()
+@user_errors
+def info(
+    png: Annotated[Path, typer.Argument(metavar="PNG", help="A PNG that jaxviz wrote.")],
+    as_json: JsonOption = False,
+):
+  """Show what made a jaxviz PNG: layer, map, recipe, settings hash, weights, version.
+
+  Every PNG jaxviz writes (renders, grids, figures) carries this in its text chunks.
+
+  Example (offline): [bold]jaxviz info renders/24_271.png[/bold]
+  """
+  from jaxviz import fileio
+
+  text = fileio.png_info(png)
+  provenance = text.get(fileio.PROVENANCE_KEY)
+  if not isinstance(provenance, dict):
+    raise JaxvizError(f"{png} was not written by jaxviz (it has no jaxviz text chunk)")
+  if as_json:
+    _echo_json({"title": text.get("Title", ""), **provenance})
+    return
+  typer.echo(text.get("Title", str(png)))
+  if provenance.get("random_weights"):
+    typer.echo("RANDOM weights: an untrained network")
+  width = max(len(key) for key in provenance)
+  for key, value in sorted(provenance.items()):
+    typer.echo(f"  {key:<{width}}  {value}")
+
+
 @app.command("atlas")
 @user_errors
 def atlas_command(
-    out: Annotated[Path, typer.Argument(help="A render or sweep directory.")],
+    out: Annotated[Path, typer.Argument(metavar="DIR", help="A render or sweep directory.")],
     top_images: TopImagesOption = None,
 ):
   """Rebuild OUT/index.html, the offline atlas of a render or sweep directory.
 
-  Example: [bold]jaxviz atlas sweeps/conv5_1 --top-images conv5_1_photos.json[/bold]
+  Example (offline): [bold]jaxviz atlas sweeps/conv5_1 --top-images conv5_1_photos.json[/bold]
   """
   from jaxviz import atlas
 

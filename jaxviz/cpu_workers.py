@@ -10,7 +10,7 @@ do (32 maps of the benchmark: 36.5 s with threads, 30.9 s with processes).
 
 Protocol: the parent starts a Python running `cpu_workers.main()` on CORE, writes one
 pickled `Setup` and then one pickled index array per batch to its stdin; the
-child answers on its stdout with ("steps", n) messages while it renders and
+child answers on its stdout with ("steps", (n, scale)) messages while it renders and
 then ("result", BatchResult) or ("error", exception). A child never imports
 the caller's `__main__` (as multiprocessing's spawn would), so scripts need no
 `if __name__ == "__main__"` guard, and it dies with the thread that started it
@@ -45,7 +45,8 @@ class Setup:
   jax_config: dict  # persistent compilation cache settings of the parent
 
 
-CACHE_SETTINGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+CACHE_SETTINGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                  "jax_compilation_cache_max_size")
 
 
 def usable_cores() -> list[int]:
@@ -75,7 +76,7 @@ class CoreWorker:
   def send_setup(self, setup: Setup) -> None:
     self._send(setup)
 
-  def render(self, indices: np.ndarray, on_steps: Callable[[int], None] | None):
+  def render(self, indices: np.ndarray, on_steps: Callable[[int, int], None] | None):
     """Renders one batch in the child; returns its `render.BatchResult`."""
     self._send(indices)
     while True:
@@ -85,7 +86,7 @@ class CoreWorker:
         raise self._exited() from None
       if kind == "steps":
         if on_steps:
-          on_steps(payload)
+          on_steps(*payload)
       elif kind == "error":
         raise payload
       else:
@@ -134,7 +135,7 @@ class WorkerPool:
       self.close()
       raise
 
-  def render(self, indices: np.ndarray, on_steps: Callable[[int], None] | None):
+  def render(self, indices: np.ndarray, on_steps: Callable[[int, int], None] | None):
     worker = self._free.get()
     try:
       return worker.render(indices, on_steps)
@@ -181,7 +182,7 @@ def _child_main(core: int, requests: BinaryIO, replies: BinaryIO) -> None:
       return
     try:
       result = render.render_batch(setup.recipe, setup.model, params, indices, key,
-                                   on_steps=lambda n: reply(("steps", n)),
+                                   on_steps=lambda n, scale: reply(("steps", (n, scale))),
                                    **setup.render_kwargs)
     except Exception as error:  # sent to the parent, which raises it
       try:

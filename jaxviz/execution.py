@@ -33,15 +33,24 @@ from jaxviz.optvis import render
 from jaxviz.optvis.recipes import Recipe
 
 
+# A size limit also makes JAX lock the cache (a file lock around every read and
+# write): without it, one process can read an entry another is still writing
+# ("Error reading persistent compilation cache entry ... truncated stream"), as the
+# CPU worker processes of one run, or two runs, do on an empty cache.
+COMPILATION_CACHE_BYTES = 4 * 2**30
+
+
 def use_compilation_cache(directory: os.PathLike | str) -> None:
   """Keeps compiled programs in `directory`, so later processes (a second run,
   the CPU worker processes) load them instead of compiling.
 
   Every program is kept, however quick to compile: each worker process
   starts cold, and the small per-scale programs add up to 0.4 s per start.
+  At most `COMPILATION_CACHE_BYTES` are kept (least recently used go first).
   """
   jax.config.update("jax_compilation_cache_dir", str(directory))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
 
 
 # How long a process that finished its share waits at exit for the others: JAX's
@@ -137,26 +146,46 @@ def effective_batch(batch: int, num_maps: int, mesh: Mesh | None, workers: int =
   return batch
 
 
-def _activations_at(recipe: Recipe, model, params, side: int, dtype) -> list[jax.ShapeDtypeStruct]:
-  """Shapes of the activations one map's forward pass keeps at input side `side`."""
-  inputs = jax.ShapeDtypeStruct((recipe.group, side, side, 3), dtype)
+def _activations_at(recipe: Recipe, model, params, side: int) -> list[jax.ShapeDtypeStruct]:
+  """Shapes of the activations one map's forward pass keeps when its images are `side`
+  px: what the model sees is found by tracing the recipe's own path to it (a
+  resize to the model's input side, several crops per image...)."""
+  key = jax.random.key(0)
+  var = jax.eval_shape(lambda k: recipe.param.init(k, side, recipe.group, jnp.float32, model),
+                       key)
+  inputs = jax.eval_shape(lambda v, k: render.model_input(recipe, model, v, k), var, key)
   names = recipe.objective.layers()
   pruned = model.prune(params, names)
   shapes = jax.eval_shape(lambda p, x: model.features(p, x, names), pruned, inputs)
-  return jax.tree.leaves(shapes)
+  return [inputs, *jax.tree.leaves(shapes)]
+
+
+def step_work(recipe: Recipe, model, params) -> tuple[int, ...]:
+  """The work of one step of one map at each scale, in the model's input pixels.
+
+  The network's FLOPs per step grow with the pixels it sees (its layers are
+  convolutions), so progress and time estimates weigh each scale's steps by
+  this: the write-up's last scale costs 50 times its first.
+  """
+  key = jax.random.key(0)
+  work = []
+  for side in recipe.sides:
+    var = jax.eval_shape(lambda k, side=side: recipe.param.init(k, side, recipe.group,
+                                                                jnp.float32, model), key)
+    inputs = jax.eval_shape(lambda v, k: render.model_input(recipe, model, v, k), var, key)
+    work.append(int(np.prod(inputs.shape[:-1])))
+  return tuple(work)
 
 
 def activation_bytes_per_map(recipe: Recipe, model, params, dtype: str = "float32") -> int:
   """Memory one map's forward and backward keep alive at the largest scale.
 
-  Every activation the model computes up to the objective's layers is stored
-  for the backward pass and gets a gradient of the same size; x3 leaves room
-  for XLA's temporaries.
+  Every activation the model computes up to the objective's layers (its input
+  included) is stored for the backward pass and gets a gradient of the same
+  size; x3 leaves room for XLA's temporaries.
   """
-  side = max(recipe.sides)
-  leaves = _activations_at(recipe, model, params, side, jnp.dtype(dtype))
-  total = recipe.group * 3 * side * side + sum(int(np.prod(leaf.shape)) for leaf in leaves)
-  return 3 * total * jnp.dtype(dtype).itemsize
+  leaves = _activations_at(recipe, model, params, max(recipe.sides))
+  return 3 * sum(int(np.prod(leaf.shape)) for leaf in leaves) * jnp.dtype(dtype).itemsize
 
 
 def auto_batch(recipe: Recipe, model, params, dtype: str = "float32",
@@ -176,8 +205,7 @@ def auto_batch(recipe: Recipe, model, params, dtype: str = "float32",
   stats = devices[0].memory_stats() or {}
   if devices[0].platform == "cpu" or "bytes_limit" not in stats:
     host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    read = [leaf for leaf in _activations_at(recipe, model, params, recipe.sides[0],
-                                             jnp.float32)
+    read = [leaf for leaf in _activations_at(recipe, model, params, recipe.sides[0])[1:]
             if len(leaf.shape) == 4]
     smallest_side = min((leaf.shape[1] for leaf in read), default=recipe.sides[0])
     preferred = 8 if smallest_side <= 4 else 1
@@ -213,7 +241,7 @@ def _sendable(setup: cpu_workers.Setup) -> bool:
 def iter_render(recipe: Recipe, model, params, maps: Sequence[int], key: jax.Array, *,
                 batch: int = 8, mesh: Mesh | None = None, workers: int = 1,
                 dtype: str = "float32", driver: str = "auto", photo: np.ndarray | None = None,
-                on_steps: Callable[[int], None] | None = None,
+                on_steps: Callable[[int, int], None] | None = None,
                 on_out_of_memory: Callable[[int], None] | None = None
                 ) -> Iterator[render.BatchResult]:
   """Renders all `maps` in padded batches; yields each finished batch, in order.

@@ -25,9 +25,11 @@ def new_figure(width: float, height: float) -> Figure:
   return figure
 
 
-def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
+def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 100,
+                text: dict[str, str] | None = None) -> None:
+  """Saves a PNG atomically, with `text` chunks (`fileio.png_text`) as its metadata."""
   with fileio.atomic_write(path) as tmp:
-    figure.savefig(tmp, format="png", dpi=dpi)
+    figure.savefig(tmp, format="png", dpi=dpi, metadata=text or {})
 
 
 def grid_columns(count: int) -> int:
@@ -50,31 +52,43 @@ def draw_image_grid(figure: Figure, images: Sequence[np.ndarray], titles: Sequen
 
 
 def titled_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike,
-                columns: int, suptitle: str | None = None) -> None:
-  """Images in rows of `columns`, each titled, optionally under a suptitle; saved as PNG."""
+                columns: int, suptitle: str | None = None,
+                text: dict[str, str] | None = None) -> Figure:
+  """Images in rows of `columns`, each titled, optionally under a suptitle; saved as PNG.
+
+  The figure is at least wide enough for the suptitle in one line (a one-map grid
+  would otherwise cut it at both sides)."""
   rows = math.ceil(len(images) / columns)
-  figure = new_figure(CELL_INCHES * columns, CELL_INCHES * rows + (0.4 if suptitle else 0))
+  title_inches = 0.085 * len(suptitle) if suptitle else 0.0  # ~10 pt characters
+  figure = new_figure(max(CELL_INCHES * columns, title_inches),
+                      CELL_INCHES * rows + (0.4 if suptitle else 0))
   draw_image_grid(figure, images, titles, columns)
   if suptitle:
     figure.suptitle(suptitle, fontsize=10)
-  save_figure(figure, path)
+  save_figure(figure, path, text=text)
+  return figure
 
 
 def render_grid(images: Sequence[np.ndarray], maps: Sequence[int], path: str | os.PathLike,
-                suptitle: str | None = None) -> None:
-  """The write-up's render figure: one panel per map titled "fmap N"."""
-  titled_grid(images, [f"fmap {m}" for m in maps], path, grid_columns(len(images)), suptitle)
+                suptitle: str | None = None, text: dict[str, str] | None = None) -> Figure:
+  """The write-up's render figure: one panel per map titled "fmap N", in the given order."""
+  return titled_grid(images, [f"fmap {m}" for m in maps], path, grid_columns(len(images)),
+                     suptitle, text)
 
 
 def probe_figure(photo: np.ndarray, means: np.ndarray, top_maps: Sequence[int],
                  layer_title: str, renders: dict[int, np.ndarray] | None,
-                 path: str | os.PathLike, footnote: str | None = None) -> Figure:
+                 path: str | os.PathLike, footnote: str | None = None,
+                 asked: dict[int, tuple[int, float]] | None = None,
+                 text: dict[str, str] | None = None) -> Figure:
   """The write-up's hypothesis-test figure (`seed_probe_figure_house.png`).
 
   Top row: the resized photo titled "Image"; beside it, spanning two columns,
-  the per-channel mean activations clipped at 0 with a red dashed line at
-  each top-k channel. Below: the renders of the top-k maps, 3 columns,
-  titled "fmap N" (omitted when `renders` is None). Returns the figure.
+  the per-channel mean activations clipped at 0 (x: the channel index) with a
+  red dashed line at each top-k channel, and each map the user `asked` about
+  (map: (rank, mean)) marked in orange with its rank. Below: the renders of
+  the top-k maps, 3 columns, titled "fmap N" (omitted when `renders` is
+  None). Returns the figure.
   """
   columns = 3
   shown = [m for m in top_maps if renders is not None and m in renders]
@@ -93,7 +107,13 @@ def probe_figure(photo: np.ndarray, means: np.ndarray, top_maps: Sequence[int],
   plot.plot(np.arange(len(means)), np.clip(means, 0, None))
   for map_index in top_maps:
     plot.axvline(map_index, color="red", linestyle="--", alpha=0.4)
+  for map_index, (rank, _) in (asked or {}).items():
+    plot.axvline(map_index, color="tab:orange", linewidth=1.5)
+    plot.annotate(f"map {map_index}: rank {rank}", (map_index, 1.0),
+                  xycoords=("data", "axes fraction"), xytext=(3, -12),
+                  textcoords="offset points", color="tab:orange", fontsize=8)
   plot.set_xlim(0, len(means))
+  plot.set_xlabel("feature map (channel index)")
   plot.set_ylabel("mean activation")
   plot.set_title(f"Top {len(top_maps)} Feature Maps from {layer_title}")
 
@@ -102,13 +122,14 @@ def probe_figure(photo: np.ndarray, means: np.ndarray, top_maps: Sequence[int],
                     columns, subplot_spec=grid[1:, :])
   if footnote:
     figure.supxlabel(footnote, fontsize=8)
-  save_figure(figure, path)
+  save_figure(figure, path, text=text)
   return figure
 
 
-
-def compare_figure(images: dict[str, dict[int, np.ndarray]], objectives: dict[str, dict[int, float]],
-                   maps: Sequence[int], path: str | os.PathLike, suptitle: str) -> Figure:
+def compare_figure(images: dict[str, dict[int, np.ndarray]],
+                   objectives: dict[str, dict[int, float]], maps: Sequence[int],
+                   path: str | os.PathLike, suptitle: str,
+                   text: dict[str, str] | None = None) -> Figure:
   """One row per map, one column per recipe, each panel titled with the recipe, the map
   and its final objective (`jaxviz compare`)."""
   recipes = list(images)
@@ -121,5 +142,5 @@ def compare_figure(images: dict[str, dict[int, np.ndarray]], objectives: dict[st
   figure = new_figure(CELL_INCHES * columns, CELL_INCHES * rows + 0.5)
   draw_image_grid(figure, panels, titles, columns)
   figure.suptitle(suptitle, fontsize=10)
-  save_figure(figure, path)
+  save_figure(figure, path, text=text)
   return figure

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from jaxviz.errors import JaxvizError
 
@@ -134,10 +134,51 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
   return np.round(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-  """Writes a [0, 1] float (H, W, 3) image as 8-bit RGB PNG, atomically."""
+# Every PNG jaxviz writes says what made it, in PNG text chunks: "Software"
+# (jaxviz and its version), "Title" (one line) and "jaxviz" (a JSON object:
+# layer, map, recipe, settings hash, weights, RANDOM or not...). `png_info`
+# reads them back (`jaxviz info FILE.png`).
+PROVENANCE_KEY = "jaxviz"
+
+
+def png_text(title: str, provenance: dict) -> dict[str, str]:
+  """The text chunks of a jaxviz PNG: {"Software", "Title", "jaxviz": JSON}."""
+  from jaxviz import __version__
+
+  return {"Software": f"jaxviz {__version__}", "Title": title,
+          PROVENANCE_KEY: json.dumps({"jaxviz_version": __version__, **provenance},
+                                     sort_keys=True)}
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray, text: dict[str, str] | None = None
+              ) -> None:
+  """Writes a [0, 1] float (H, W, 3) image as 8-bit RGB PNG, atomically, with `text`
+  chunks (`png_text`)."""
+  chunks = PngImagePlugin.PngInfo()
+  for key, value in (text or {}).items():
+    chunks.add_itxt(key, value)
   with atomic_write(path) as tmp:
-    Image.fromarray(to_uint8(image), "RGB").save(tmp, format="PNG")
+    Image.fromarray(to_uint8(image), "RGB").save(tmp, format="PNG", pnginfo=chunks)
+
+
+def png_info(path: str | os.PathLike) -> dict:
+  """A PNG's text chunks, the "jaxviz" one parsed: {"Title", "Software", "jaxviz": {...}}."""
+  path = Path(path)
+  try:
+    with Image.open(path) as image:
+      if image.format != "PNG":
+        raise JaxvizError(f"not a PNG: {path}")
+      text = dict(getattr(image, "text", {}))
+  except FileNotFoundError:
+    raise JaxvizError(f"image not found: {path}") from None
+  except (UnidentifiedImageError, OSError) as error:
+    raise JaxvizError(f"cannot read {path}: {error}") from None
+  if PROVENANCE_KEY in text:
+    try:
+      text[PROVENANCE_KEY] = json.loads(text[PROVENANCE_KEY])
+    except json.JSONDecodeError:
+      raise JaxvizError(f"{path}: its jaxviz text chunk is not JSON") from None
+  return text
 
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:

@@ -61,16 +61,10 @@ class ProbeResult:
   asked: dict[int, tuple[int, float]]
 
   def to_json(self, image: str, weights_label: str) -> dict:
-    return {"image": image, **target_json(self.target),
+    return {"image": image, **self.target.provenance(),
             "weights": weights_label, "means": [float(m) for m in self.means],
             "top": [{"rank": r, "map": m, "mean": v} for r, m, v in self.top],
             "maps": {str(m): {"rank": r, "mean": v} for m, (r, v) in self.asked.items()}}
-
-
-def target_json(target: Target) -> dict:
-  """How JSON outputs name what they read: layer index and name, pre_relu, the module read."""
-  return {"layer": target.layer.index, "layer_name": target.layer.name,
-          "pre_relu": target.pre_relu, "reads": target.read.name}
 
 
 def check_finite_means(means: np.ndarray, target: Target, source: str) -> None:

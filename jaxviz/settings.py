@@ -76,6 +76,7 @@ class RecipeOptions:
   decay_power: float | None = None
   transforms: bool | None = None
   spectrum: str | None = None
+  preview: bool = False
 
   _OWN = {"seed": ("size0", "scales", "upscale", "steps", "lr", "weight_decay", "blur"),
           "lucid": ("size0", "steps", "lr", "decay_power", "transforms"),
@@ -87,20 +88,25 @@ class RecipeOptions:
     if self.recipe not in RECIPES:
       raise SettingError("recipe", f"must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
     given = {name: value for name, value in dataclasses.asdict(self).items()
-             if name != "recipe" and value is not None
+             if name not in ("recipe", "preview") and value is not None
              and (strict or name in self._OWN[self.recipe])}
     foreign = [name for name in given if name not in self._OWN[self.recipe]]
     if foreign:
       raise SettingError(foreign[0], f"is not a setting of --recipe {self.recipe} (its "
                                      f"settings: {', '.join(self._OWN[self.recipe])})")
-    if self.recipe == "seed":
-      return Schedule(**given)
-    if self.recipe == "lucid":
-      return Lucid(**given)
-    if self.spectrum is None:
-      raise SettingError("spectrum", "is needed by --recipe maco: a magnitude spectrum made "
-                                     "from photos by `jaxviz spectrum FOLDER --out FILE.npy`")
-    return MacoRecipe(**{**given, "spectrum": read_spectrum(self.spectrum)})
+    if self.recipe == "maco":
+      if self.spectrum is None:
+        raise SettingError("spectrum", "is needed by --recipe maco: a magnitude spectrum made "
+                                       "from photos by `jaxviz spectrum FOLDER --out FILE.npy`")
+      given["spectrum"] = read_spectrum(self.spectrum)
+      size = given["spectrum"].array.shape[1]
+      given.setdefault("size0", size)
+      defaults = MacoRecipe(given["spectrum"], size0=given["size0"])
+    else:
+      defaults = Schedule() if self.recipe == "seed" else Lucid()
+    if self.preview:
+      defaults = defaults.preview()
+    return dataclasses.replace(defaults, **given)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +122,7 @@ class RenderOptions:
     driver: "auto", "loop" or "scan" (`optvis.render`).
     diversity: images rendered together per map; above 1 the objective adds
       `DIVERSITY_WEIGHT` times lucid's diversity term across them.
+    preview: the schedule is `--preview`'s (recorded as such).
   """
 
   seed: int = 0
@@ -124,6 +131,11 @@ class RenderOptions:
   dtype: str = "float32"
   driver: str = "auto"
   diversity: int = 1
+  preview: bool = False
+
+  def preview_settings(self):
+    """The recipe's settings with `--preview`'s smaller schedule."""
+    return self.schedule.preview()
 
   def check(self) -> "RenderOptions":
     """Checks everything that needs no weights; returns the options with `batch` parsed."""

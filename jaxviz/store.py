@@ -169,9 +169,11 @@ class RenderDirectory:
     return finished_maps(self.out_dir, self.digest, self._skip_broken)
 
   def add(self, map_index: int, filename: str, image: np.ndarray,
-          objectives: Sequence[float], first_alive: int | None, dead: bool) -> None:
-    """Writes one map's PNG and records it (`first_alive` matters only if `dead`)."""
-    fileio.write_png(self.out_dir / filename, image)
+          objectives: Sequence[float], first_alive: int | None, dead: bool,
+          text: dict[str, str] | None = None) -> None:
+    """Writes one map's PNG (with `text` chunks, `fileio.png_text`) and records it
+    (`first_alive` matters only if `dead`)."""
+    fileio.write_png(self.out_dir / filename, image, text)
     key = str(map_index)
     self.record["failed"].pop(key, None)
     self.record["files"][key] = filename
@@ -185,9 +187,12 @@ class RenderDirectory:
   def save(self) -> None:
     fileio.write_json(self.path, self.record)
 
-  def write_grid(self, title: str) -> None:
-    """`grid.png`: every finished render of this identity, panels titled "fmap N"."""
+  def write_grid(self, title: str, maps: Sequence[int], text: dict[str, str] | None = None
+                 ) -> None:
+    """`grid.png`: the finished renders of this identity, `maps` first in their order,
+    then any others by index; panels titled "fmap N"."""
     images = load_renders(self.out_dir, None, self.digest, self._skip_broken)
-    if images:
-      figures.render_grid(list(images.values()), list(images), self.out_dir / "grid.png",
-                          suptitle=title)
+    order = [m for m in maps if m in images] + sorted(set(images) - set(maps))
+    if order:
+      figures.render_grid([images[m] for m in order], order, self.out_dir / "grid.png",
+                          suptitle=title, text=text)

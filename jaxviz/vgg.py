@@ -303,9 +303,14 @@ class Target:
     return "pre-ReLU" if self.pre_relu else "post-ReLU"
 
   def describe(self) -> str:
-    """`layer 24 (conv5_1, post-ReLU)`: how every output names what it read."""
-    details = ", ".join(filter(None, (self.layer.name, self.reading)))
-    return f"layer {self.layer.index} ({details})"
+    """`conv5_1 (layer 24, post-ReLU)`: how every output names what it read."""
+    details = ", ".join(filter(None, (f"layer {self.layer.index}", self.reading)))
+    return f"{self.layer.name} ({details})"
+
+  def provenance(self) -> dict:
+    """What outputs record of the layer: index, name, the module read, pre_relu, arch."""
+    return {"layer": self.layer.index, "layer_name": self.layer.name,
+            "reads": self.read.name, "pre_relu": self.pre_relu, "arch": self.arch}
 
 
 def resolve_target(spec, arch: str = layers_lib.DEFAULT_ARCH, *, pre_relu: bool = False,

@@ -31,9 +31,16 @@ def test_layers_json_lists_vgg16_as_the_spec_indexes_it():
   assert by_index[30]["output_size"] == 7 and by_index[7]["channels"] == 128
 
 
-def test_every_command_has_help_with_an_example():
-  for command in ("layers", "convert", "classify"):
-    assert "Example:" in run_cli(command, "--help").output
+COMMANDS = ("layers", "convert", "classify", "render", "probe", "top-images", "sweep",
+            "compare", "spectrum", "info", "atlas")
+
+
+def test_every_command_has_help_with_an_offline_example():
+  for command in COMMANDS:
+    text = " ".join(run_cli(command, "--help").output.split())
+    assert "Example" in text, command
+    # Offline: the example needs no download (random weights, or no weights at all).
+    assert "offline" in text.lower() and ("-w random" in text or "Example (offline" in text), command
 
 
 def test_convert_command_writes_a_loadable_file(tmp_path, vgg16_pth):

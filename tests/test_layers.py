@@ -20,10 +20,10 @@ def test_a_conv_layer_reads_its_relu_unless_pre_relu():
   for spec in (24, "24", "features.24", "conv5_1"):
     target = resolve_target(spec)
     assert target.layer.name == "conv5_1" and target.read.name == "relu5_1"
-    assert target.describe() == "layer 24 (conv5_1, post-ReLU)"
+    assert target.describe() == "conv5_1 (layer 24, post-ReLU)"
   assert resolve_target("conv5_1", pre_relu=True).read.name == "conv5_1"
   assert resolve_target("relu5_1").read.name == "relu5_1"
-  assert resolve_target("pool5").describe() == "layer 30 (pool5)"
+  assert resolve_target("pool5").describe() == "pool5 (layer 30)"
   with pytest.raises(JaxvizError, match="pre-ReLU reading is for conv layers.*pool5"):
     resolve_target("pool5", pre_relu=True)
 

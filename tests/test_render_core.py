@@ -143,7 +143,7 @@ def test_padded_batches_cover_every_map_once():
 
 def test_bad_schedules_say_what_to_change():
   conv5_1 = resolve_target("conv5_1")
-  with pytest.raises(JaxvizError, match="too small for layer 24 .*minimum is 16"):
+  with pytest.raises(JaxvizError, match=r"too small for conv5_1 \(layer 24.*minimum is 16"):
     app.layer_recipe(conv5_1, Schedule(size0=8))
   with pytest.raises(JaxvizError, match="odd"):
     app.layer_recipe(conv5_1, Schedule(blur=4))

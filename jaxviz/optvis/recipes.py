@@ -176,6 +176,11 @@ class Schedule:
   def spec(self) -> dict:
     return dataclasses.asdict(self)
 
+  def preview(self) -> "Schedule":
+    """`--preview`: 4 scales of 25 steps (32 in the last) up to 96 px, 107 steps in
+    all, about 1/60 of the default's work; the other settings kept."""
+    return dataclasses.replace(self, size0=56, scales=4, upscale=1.2, steps=25)
+
   def _largest_side(self) -> float:
     """The last scale's side, or inf once a side would pass MAX_SIDE (a huge upscale
     must not reach int(), which overflows)."""
@@ -261,6 +266,10 @@ class Lucid:
   def spec(self) -> dict:
     return dataclasses.asdict(self)
 
+  def preview(self) -> "Lucid":
+    """`--preview`: 64 steps instead of 512."""
+    return dataclasses.replace(self, steps=64)
+
   def recipe(self, objective: objectives_lib.Objective, group: int = 1) -> Recipe:
     transforms = transforms_lib.lucid_standard() if self.transforms else transforms_lib.Compose()
     return Recipe(objective=objective,
@@ -302,6 +311,10 @@ class MacoRecipe:
   def spec(self) -> dict:
     settings = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
     return {**settings, "spectrum": self.spectrum.digest}
+
+  def preview(self) -> "MacoRecipe":
+    """`--preview`: 100 steps instead of 1000 (the size is the spectrum's)."""
+    return dataclasses.replace(self, steps=100)
 
   def recipe(self, objective: objectives_lib.Objective, group: int = 1) -> Recipe:
     return Recipe(objective=objective, param=params_lib.Maco(self.spectrum),

@@ -187,12 +187,23 @@ def batched_dead(recipe, model, mesh, params, variables, units):
   return _over_maps(one, mesh, 1)(params, variables, units)
 
 
+def _each_map(function):
+  """`jax.vmap(function)`, except that a batch of one map runs unbatched: under vmap a
+  random transform's `lax.switch` (lucid's random scale) becomes a select that runs
+  every branch, so a lone map (CPU's usual batch) would pay for all eleven scales."""
+  def run(*args):
+    if jax.tree.leaves(args)[0].shape[0] == 1:
+      return jax.tree.map(lambda leaf: leaf[None], function(*jax.tree.map(lambda a: a[0], args)))
+    return jax.vmap(function)(*args)
+  return run
+
+
 def _steps(recipe, model, params, key, steps, variables, opt_states, units):
   """`len(steps)` ascent steps of every map of the batch (one device's share)."""
   def one_step(carry, step):
     def one(var, opt_state, unit):
       return ascent_step(recipe, model, params, var, opt_state, unit, key, step)
-    return jax.vmap(one)(*carry, units), None
+    return _each_map(one)(*carry, units), None
 
   if steps.shape[0] == 1:
     return one_step((variables, opt_states), steps[0])[0]
@@ -262,7 +273,7 @@ class BatchResult:
 def render_batch(recipe: Recipe, model, params: Any, units, key: jax.Array, *,
                  photo: np.ndarray | None = None, dtype: str = "float32",
                  driver: str = "auto", mesh: Mesh | None = None,
-                 on_steps: Callable[[int], None] | None = None) -> BatchResult:
+                 on_steps: Callable[[int, int], None] | None = None) -> BatchResult:
   """Renders one batch of maps with `recipe`; see the module docstring.
 
   Args:
@@ -274,7 +285,7 @@ def render_batch(recipe: Recipe, model, params: Any, units, key: jax.Array, *,
       parameterisation's random init (its dtype should be `dtype`).
     mesh: a 1-D mesh with axis "maps": each device renders its share of the
       batch, with no communication (`_over_maps`).
-    on_steps: called with the number of optimisation steps just completed.
+    on_steps: called with (steps just completed, their scale).
   """
   driver = resolve_driver(driver)
   static = {"recipe": recipe, "model": model, "mesh": mesh}
@@ -301,7 +312,7 @@ def render_batch(recipe: Recipe, model, params: Any, units, key: jax.Array, *,
                                               units=units, num_steps=chunk)
         step += chunk
         if on_steps:
-          on_steps(chunk)
+          on_steps(chunk, scale)
       images, objective = batched_end_scale(**static, params=params, variables=variables,
                                             units=units)
       objectives.append(np.asarray(objective))
