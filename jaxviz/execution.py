@@ -17,9 +17,11 @@ is padded by repeating its last map, and the padding is dropped.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 import pickle
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import jax
@@ -48,9 +50,25 @@ def use_compilation_cache(directory: os.PathLike | str) -> None:
   starts cold, and the small per-scale programs add up to 0.4 s per start.
   At most `COMPILATION_CACHE_BYTES` are kept (least recently used go first).
   """
+  _give_entries_an_access_time(Path(directory))
   jax.config.update("jax_compilation_cache_dir", str(directory))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
+
+
+def _give_entries_an_access_time(directory: Path) -> None:
+  """JAX's size-limited cache reads a `KEY-atime` file beside every `KEY-cache`
+  before each write, and fails every write ("Error writing persistent compilation
+  cache entry ... FileNotFoundError ...-atime") when one is missing, as it is for
+  entries written by a process without a size limit (jaxviz before it set one).
+  Such entries get the oldest access time, so they are the first to go."""
+  if not directory.is_dir():
+    return
+  for entry in directory.glob("*-cache"):
+    atime = entry.with_name(entry.name[:-len("-cache")] + "-atime")
+    if not atime.exists():
+      with contextlib.suppress(OSError):  # a read-only cache still serves reads
+        atime.write_bytes((0).to_bytes(8, "little"))
 
 
 # How long a process that finished its share waits at exit for the others: JAX's

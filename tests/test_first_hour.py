@@ -187,6 +187,37 @@ def test_concurrent_processes_share_an_empty_compilation_cache(tmp_path, vgg16_s
   assert any(p.name.endswith("-cache") for p in (tmp_path / "cache" / "xla").iterdir())
 
 
+CACHE_ONE_PROGRAM = """
+import sys, jax, jax.numpy as jnp
+from jaxviz import execution
+if sys.argv[1] == "unlimited":  # as jaxviz wrote its cache before it set a size limit
+  jax.config.update("jax_compilation_cache_dir", sys.argv[2])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+else:
+  execution.use_compilation_cache(sys.argv[2])
+jax.jit(lambda x: x * float(sys.argv[3]))(jnp.ones(3)).block_until_ready()
+"""
+
+
+def test_a_cache_written_without_a_size_limit_keeps_working(tmp_path):
+  """JAX's size-limited cache fails every write when an entry has no access-time file,
+  which is how entries written without the limit (an older jaxviz) are."""
+  cache = tmp_path / "xla"
+  def cache_one(mode, factor):
+    return subprocess.run([sys.executable, "-c", CACHE_ONE_PROGRAM, mode, str(cache), factor],
+                          capture_output=True, text=True, timeout=120)
+  assert cache_one("unlimited", "2").returncode == 0
+  old_entries = set(cache.glob("*-cache"))
+  assert old_entries and not list(cache.glob("*-atime"))
+  result = cache_one("jaxviz", "3")  # another constant: at least one new program
+  assert result.returncode == 0 and "persistent compilation cache" not in result.stderr, \
+      result.stderr
+  entries = set(cache.glob("*-cache"))
+  assert entries > old_entries
+  assert {p.name[:-len("-cache")] for p in entries} == {
+      p.name[:-len("-atime")] for p in cache.glob("*-atime")}
+
+
 def test_preview_is_a_documented_small_schedule_and_recorded(tmp_path):
   out = tmp_path / "o"
   run_cli("render", "-l", "10", "-m", "0", "-w", "random", "-o", out, "--preview",
