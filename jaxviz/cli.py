@@ -493,9 +493,10 @@ def probe(
   failed: dict[int, str] = {}
   rendered = None
   if not no_renders:
+    quicker = "" if render.preview else ", --preview renders quickly"
     typer.echo(f"the figure needs renders of the top {plural(len(top_maps), 'map')} "
                f"(recipe {render.schedule.recipe(None).name}) from {renders}; "
-               "--no-renders draws it without them, --preview renders quickly", err=True)
+               f"--no-renders draws it without them{quicker}", err=True)
     outcome = _render_with_progress(
         loaded, target, top_maps, renders, render,
         label=f"rendering the top {plural(len(top_maps), 'map')} into {renders}")

@@ -82,6 +82,7 @@ def test_probe_prints_its_ranking_before_any_render(tmp_path, photo_files, monke
   assert "rank   map  mean" in seen["stdout"] and "map 7: rank" in seen["stdout"]
   assert "figure:" not in seen["stdout"]
   assert result.stdout.strip().splitlines()[-1] == f"figure: {tmp_path / 'fig.png'}"
+  assert "--preview renders quickly" in result.output  # offered only when not asked for
 
   as_json = run_cli("probe", photo_files["chelsea.jpg"], "-l", "10", "--top", "3", "-w",
                     "random", "-o", tmp_path / "fig2.png", "--renders", tmp_path / "r", "--json",
