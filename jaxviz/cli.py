@@ -13,6 +13,7 @@ import contextvars
 import dataclasses
 import functools
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -23,7 +24,30 @@ from jaxviz import layers as layers_lib
 from jaxviz.errors import JaxvizError, SettingError
 from jaxviz.progress import ProgressEvents, duration, plural, progress_bar
 
+class _HelpWithoutType:
+  """`--help` without the `<bool>` typer shows after it."""
+
+  def get_help_option(self, ctx):
+    option = super().get_help_option(ctx)
+    if option is not None:
+      option.metavar = ""
+    return option
+
+
+class _Command(_HelpWithoutType, typer.core.TyperCommand):
+  """typer's command with the usual usage line: positionals as `PHOTO`, where typer
+  writes required ones as `{PHOTO}`."""
+
+  def collect_usage_pieces(self, ctx):
+    return [re.sub(r"^\{(.*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+class _Group(_HelpWithoutType, typer.core.TyperGroup):
+  pass
+
+
 app = typer.Typer(
+    cls=_Group,
     help="See what VGG16's feature maps have learnt: activation maximisation in JAX.",
     no_args_is_help=True,
     add_completion=False,
@@ -280,7 +304,7 @@ def _random_note(loaded) -> None:
 
 # Commands.
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def layers(
     arch: Annotated[str, typer.Option(help="Network: vgg11, vgg13, vgg16 or vgg19.")] =
@@ -312,7 +336,7 @@ def layers(
                f"{f'{size}x{size}':<8} {reads}")
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def convert(
     src: Annotated[Path, typer.Argument(metavar="SRC",
@@ -339,7 +363,7 @@ def convert(
   typer.echo(f"wrote {out} ({arch}, {len(vgg.param_shapes(arch))} tensors)")
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 @model_options
 def classify(
@@ -379,7 +403,7 @@ def classify(
     typer.echo("(random weights: these classes mean nothing)")
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 @render_options
 @model_options
@@ -429,7 +453,7 @@ def render(
     raise app_lib.failures_error(outcome.failed, out)
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 @render_options
 @model_options
@@ -515,7 +539,7 @@ def probe(
     raise app_lib.failures_error(failed, renders)
 
 
-@app.command("top-images")
+@app.command("top-images", cls=_Command)
 @user_errors
 @model_options
 def top_images(
@@ -600,7 +624,7 @@ def top_images(
     typer.echo(f"({plural(len(skipped), 'unreadable file')} skipped)")
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 @render_options
 @model_options
@@ -668,7 +692,7 @@ def sweep(
     raise app_lib.failures_error(outcome.failed, out)
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 @compare_options
 @model_options
@@ -725,7 +749,7 @@ def compare(
   _random_note(loaded)
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def spectrum(
     folder: Annotated[Path, typer.Argument(metavar="FOLDER",
@@ -756,7 +780,7 @@ def spectrum(
   typer.echo(f"wrote {out}: {magnitude.shape} from {used} photos")
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def info(
     png: Annotated[Path, typer.Argument(metavar="PNG", help="A PNG that jaxviz wrote.")],
@@ -785,7 +809,7 @@ def info(
     typer.echo(f"  {key:<{width}}  {value}")
 
 
-@app.command("atlas")
+@app.command("atlas", cls=_Command)
 @user_errors
 def atlas_command(
     out: Annotated[Path, typer.Argument(metavar="DIR", help="A render or sweep directory.")],

@@ -162,11 +162,13 @@ def test_cli_conventions():
   assert run_cli("--version").stdout.strip() == f"jaxviz {__version__}"
   for command in ("render", "probe", "top-images", "sweep", "compare", "convert", "spectrum"):
     text = run_cli(command, "--help").output
-    flags = [line for line in text.splitlines() if "--" in line and "--help" not in line]
-    assert not any("<bool>" in line for line in flags), (command, text)
+    assert "<bool>" not in text, (command, text)
     assert "-o" in text.split(), command
+  assert "<bool>" not in run_cli("--help").output
   usage = run_cli("probe", "--help").output
-  assert "{PHOTO}" in usage and "-w" in usage.split() and "-l" in usage.split()
+  assert "probe [OPTIONS] PHOTO" in usage and "{" not in usage
+  assert "-w" in usage.split() and "-l" in usage.split()
+  assert "convert [OPTIONS] SRC" in run_cli("convert", "--help").output
 
 
 def test_concurrent_processes_share_an_empty_compilation_cache(tmp_path, vgg16_safetensors):
