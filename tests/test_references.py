@@ -33,7 +33,7 @@ import pytest
 import torch
 
 from jaxviz import ops
-from jaxviz.optvis import models, objectives, params, recipes, render, transforms
+from jaxviz.optvis import objectives, params, recipes, render, transforms
 from jaxviz.vgg import VGGModel
 
 if not (importlib.util.find_spec("lucent") and importlib.util.find_spec("horama")):
