@@ -302,6 +302,15 @@ def _random_note(loaded) -> None:
     typer.echo("(random weights: these renders show an untrained network)", err=True)
 
 
+def _end_of_rendering(loaded, outcome, out: Path) -> None:
+  """The note on random weights; then exit 1 if any map failed (the others are kept)."""
+  _random_note(loaded)
+  if outcome.failed:
+    from jaxviz import app as app_lib
+
+    raise app_lib.failures_error(outcome.failed, out)
+
+
 # Commands.
 
 @app.command(cls=_Command)
@@ -429,7 +438,6 @@ def render(
 
   Offline: [bold]jaxviz render -l 10 -m 0:3 -w random --preview -o demo/[/bold]
   """
-  from jaxviz import app as app_lib
   from jaxviz import fileio
 
   if init is not None:
@@ -448,9 +456,7 @@ def render(
                f"{duration(outcome.wall_time_s)}" if outcome.rendered else "rendered nothing new")
     typer.echo(f"{written}; {plural(len(outcome.record['files']), 'map')} in {out} "
                "(grid.png, render.json)")
-  _random_note(loaded)
-  if outcome.failed:
-    raise app_lib.failures_error(outcome.failed, out)
+  _end_of_rendering(loaded, outcome, out)
 
 
 @app.command(cls=_Command)
@@ -660,7 +666,6 @@ def sweep(
   """
   import jax
 
-  from jaxviz import app as app_lib
   from jaxviz import atlas, execution, fileio
 
   if distributed:  # before anything starts JAX's backend
@@ -687,9 +692,7 @@ def sweep(
   typer.echo(f"{plural(len(outcome.record['files']), 'map')} in {out} ("
              f"{len(outcome.rendered)} rendered now in {duration(outcome.wall_time_s)}); "
              f"atlas: {index}")
-  _random_note(loaded)
-  if outcome.failed:
-    raise app_lib.failures_error(outcome.failed, out)
+  _end_of_rendering(loaded, outcome, out)
 
 
 @app.command(cls=_Command)
