@@ -28,18 +28,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 OPENCV_CUBIC_A = -0.75
 
 
-def normalise(image: jax.Array) -> jax.Array:
+def normalise(image: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:
   """RGB in [0, 1] -> the network's input: (x - mean) / std per channel."""
-  mean = jnp.asarray(IMAGENET_MEAN, image.dtype)
-  std = jnp.asarray(IMAGENET_STD, image.dtype)
-  return (image - mean) / std
+  return (image - jnp.asarray(mean, image.dtype)) / jnp.asarray(std, image.dtype)
 
 
-def denormalise(image: jax.Array) -> jax.Array:
+def denormalise(image: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:
   """Inverse of `normalise`; does not clip."""
-  mean = jnp.asarray(IMAGENET_MEAN, image.dtype)
-  std = jnp.asarray(IMAGENET_STD, image.dtype)
-  return image * std + mean
+  return image * jnp.asarray(std, image.dtype) + jnp.asarray(mean, image.dtype)
 
 
 def _keys_cubic(t: np.ndarray, a: float) -> np.ndarray:
@@ -74,16 +70,21 @@ def cubic_resize_matrix(in_size: int, out_size: int, a: float = OPENCV_CUBIC_A) 
   return matrix
 
 
+def _separable(image: jax.Array, rows: np.ndarray, cols: np.ndarray) -> jax.Array:
+  """(H, W, C) -> (len(rows), len(cols), C) with row and column weight matrices."""
+  # HIGHEST: on GPU the default would round the weights to TF32.
+  return jnp.einsum("oh,hwc,pw->opc", jnp.asarray(rows, image.dtype), image,
+                    jnp.asarray(cols, image.dtype), precision=jax.lax.Precision.HIGHEST)
+
+
 def resize_bicubic(image: jax.Array, height: int, width: int) -> jax.Array:
   """(H, W, C) -> (height, width, C), OpenCV INTER_CUBIC / torch bicubic.
 
   Values are not clipped: cubic interpolation overshoots near edges, as the
   originals do.
   """
-  rows = jnp.asarray(cubic_resize_matrix(image.shape[0], height), image.dtype)
-  cols = jnp.asarray(cubic_resize_matrix(image.shape[1], width), image.dtype)
-  # HIGHEST: on GPU the default would round these weights to TF32.
-  return jnp.einsum("oh,hwc,pw->opc", rows, image, cols, precision=jax.lax.Precision.HIGHEST)
+  return _separable(image, cubic_resize_matrix(image.shape[0], height),
+                    cubic_resize_matrix(image.shape[1], width))
 
 
 def box_blur(image: jax.Array, size: int) -> jax.Array:
@@ -110,12 +111,6 @@ def box_blur(image: jax.Array, size: int) -> jax.Array:
 
 # The ops below serve the modern recipes (`jaxviz.optvis`): lucent's bilinear
 # resizes and affine warps, horama's antialiased bicubic and RoIAlign crops.
-
-def _separable(image: jax.Array, rows: np.ndarray, cols: np.ndarray) -> jax.Array:
-  """(H, W, C) -> (len(rows), len(cols), C) with row and column weight matrices."""
-  return jnp.einsum("oh,hwc,pw->opc", jnp.asarray(rows, image.dtype), image,
-                    jnp.asarray(cols, image.dtype), precision=jax.lax.Precision.HIGHEST)
-
 
 @functools.lru_cache(maxsize=256)
 def linear_align_corners_matrix(in_size: int, out_size: int) -> np.ndarray:

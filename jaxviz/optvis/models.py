@@ -26,9 +26,9 @@ from typing import Any, Callable, Protocol
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 from flax import traverse_util
 
+from jaxviz import ops
 from jaxviz.errors import JaxvizError
 
 Params = Any
@@ -51,16 +51,12 @@ class Model(Protocol):
 
 def preprocess(model: Model, images: jax.Array) -> jax.Array:
   """RGB images in [0, 1], (..., 3) -> the model's inputs: (x - mean) / std."""
-  mean = jnp.asarray(model.mean, images.dtype)
-  std = jnp.asarray(model.std, images.dtype)
-  return (images - mean) / std
+  return ops.normalise(images, model.mean, model.std)
 
 
 def deprocess(model: Model, inputs: jax.Array) -> jax.Array:
   """Inverse of `preprocess`; does not clip."""
-  mean = jnp.asarray(model.mean, inputs.dtype)
-  std = jnp.asarray(model.std, inputs.dtype)
-  return inputs * std + mean
+  return ops.denormalise(inputs, model.mean, model.std)
 
 
 def _check_names(found: Activations, names: frozenset[str]) -> Activations:

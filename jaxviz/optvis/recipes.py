@@ -316,11 +316,13 @@ class MacoRecipe:
     """`--preview`: 100 steps instead of 1000 (the size is the spectrum's)."""
     return dataclasses.replace(self, steps=100)
 
+  def _crops(self) -> transforms_lib.CropsWithNoise:
+    return transforms_lib.CropsWithNoise(self.crops, noise=self.noise, side=self.crop_side)
+
   def recipe(self, objective: objectives_lib.Objective, group: int = 1) -> Recipe:
     return Recipe(objective=objective, param=params_lib.Maco(self.spectrum),
                   optimizer=NAdam(self.lr), sides=(self.size0,), steps=(self.steps,),
-                  transforms=transforms_lib.Compose((transforms_lib.CropsWithNoise(
-                      self.crops, (0.20, 0.25), self.noise, self.crop_side),)),
+                  transforms=transforms_lib.Compose((self._crops(),)),
                   group=group, name="maco")
 
   def check(self, min_side: int | None = 1, layer_label: str = "the layer") -> None:
@@ -337,9 +339,11 @@ class MacoRecipe:
     _check_size(self.size0, 1, layer_label)
     if self.crop_side < min_side:
       raise SettingError("crop_side", f"{self.crop_side} is too small for {layer_label}")
-    if 0.30 * self.size0 > 2 * self.crop_side:
-      raise SettingError("size0", f"{self.size0} is above {int(2 * self.crop_side / 0.3)}: "
-                                  f"MACO's crops (up to 30%) must fit twice {self.crop_side} px")
+    fraction = self._crops().largest_fraction
+    if fraction * self.size0 > 2 * self.crop_side:
+      raise SettingError("size0", f"{self.size0} is above {int(2 * self.crop_side / fraction)}: "
+                                  f"MACO's crops (up to {fraction:.0%}) must fit twice "
+                                  f"{self.crop_side} px")
     expected = (3, self.size0, self.size0 // 2 + 1)
     if tuple(self.spectrum.array.shape) != expected:
       raise SettingError("spectrum", f"has shape {tuple(self.spectrum.array.shape)}; a "

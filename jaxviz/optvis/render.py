@@ -298,12 +298,11 @@ def render_batch(recipe: Recipe, model, params: Any, units, key: jax.Array, *,
     else:
       variables = batched_start_from_photo(**static, photo=jnp.asarray(photo, dtype),
                                            units=units)
+    dead = batched_dead(**static, params=params, variables=variables, units=units)
     step = 0
     objectives = []
     for scale, num_steps in enumerate(recipe.steps):
       opt_states = batched_optimizer_init(**static, variables=variables)
-      if scale == 0:
-        dead = batched_dead(**static, params=params, variables=variables, units=units)
       chunks = [num_steps] if driver == "scan" else [1] * num_steps
       for chunk in chunks:
         variables, opt_states = batched_steps(**static, params=params, key=key,

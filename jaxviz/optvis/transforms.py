@@ -237,9 +237,14 @@ class CropsWithNoise(Transform):
                      + self.box[1],
             "gauss": jax.random.normal(gauss, shape), "uniform": jax.random.uniform(flat, shape)}
 
+  @property
+  def largest_fraction(self) -> float:
+    """The largest crop side as a fraction of the image side."""
+    return 2 * self.box[1] - self.box[0]
+
   def apply(self, draw, images):
     image_side = images.shape[1]
-    if (2 * self.box[1] - self.box[0]) * image_side > 2 * self.side:
+    if self.largest_fraction * image_side > 2 * self.side:
       raise ValueError(f"crops of {image_side} px images exceed {2 * self.side} px, twice "
                        "the crop side; RoIAlign would take several samples per bin")
     dtype = images.dtype
