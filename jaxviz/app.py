@@ -18,6 +18,7 @@ from jaxviz import execution, fileio, ops, store, vgg
 from jaxviz import layers as layers_lib
 from jaxviz import weights as weights_lib
 from jaxviz.errors import JaxvizError
+from jaxviz.progress import plural
 from jaxviz.optvis import objectives, recipes
 from jaxviz.optvis.render import dtype_context, resolve_driver
 from jaxviz.settings import DIVERSITY_WEIGHT, RenderOptions, prng_key
@@ -154,9 +155,6 @@ class RenderEvents:
   def work(self, amount: int) -> None:
     """`amount` more work is done (see `RenderPlan`)."""
 
-  def batch_done(self, maps: int) -> None:
-    """A batch of `maps` maps is written."""
-
   def out_of_memory(self, new_batch: int) -> None:
     """The device ran out of memory; the batch is now `new_batch`."""
 
@@ -171,9 +169,9 @@ class RenderEvents:
     """Every output is written."""
 
 
-def _work(recipe: recipes.Recipe, model, params, maps: int, batch: int) -> int:
-  """The work of `maps` maps in batches of `batch` (the last padded)."""
-  per_step = execution.step_work(recipe, model, params)
+def _work(recipe: recipes.Recipe, per_step: Sequence[int], maps: int, batch: int) -> int:
+  """The work of `maps` maps in batches of `batch` (the last padded), given the work of
+  one step at each scale (`execution.step_work`)."""
   return -(-maps // batch) * batch * sum(s * w for s, w in zip(recipe.steps, per_step))
 
 
@@ -192,15 +190,16 @@ def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
   batch = (execution.auto_batch(recipe, model, params, options.dtype)
            if options.batch == "auto" else options.batch)
   run_batch = execution.effective_batch(batch, len(units), mesh, workers) if units else batch
+  per_step = execution.step_work(recipe, model)
+  preview_work = (_work(preview, execution.step_work(preview, model), len(units), run_batch)
+                  if preview is not None else 0)
   events.plan(RenderPlan(
-      skipped, len(units), run_batch, _work(recipe, model, params, len(units), run_batch),
-      recipe.total_steps(), max(recipe.sides),
-      _work(preview, model, params, len(units), run_batch) if preview is not None else 0))
+      skipped, len(units), run_batch, _work(recipe, per_step, len(units), run_batch),
+      recipe.total_steps(), max(recipe.sides), preview_work))
   if run is not None:
     run.update(batch=batch, workers=workers)
   if not units:
     return
-  per_step = execution.step_work(recipe, model, params)
   yield from execution.iter_render(
       recipe, model, params, units, prng_key(options.seed), batch=batch, mesh=mesh,
       workers=workers, dtype=options.dtype, driver=options.driver, photo=photo,
@@ -253,7 +252,7 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
   todo = [m for m in maps if m not in done]
   run = {"maps": todo, "driver": resolve_driver(options.driver),
          "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
-  preview = layer_recipe(target, options.preview_settings(), options.diversity)
+  preview = layer_recipe(target, options.schedule.preview(), options.diversity)
   results = render_units(recipe, target.model, loaded.params, todo, options, events,
                          photo=None if init_path is None else photo_start(
                              init_path, options.schedule.size0, options.dtype),
@@ -265,8 +264,7 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
   fileio.ensure_writable_dir(out_dir)
   directory.record["runs"].append(run)
   provenance = {**target.provenance(), "recipe": recipe.name,
-                "settings_hash": directory.digest, "weights": loaded.label,
-                "random_weights": loaded.is_random, "seed": options.seed,
+                "settings_hash": directory.digest, **loaded.provenance(), "seed": options.seed,
                 "dtype": options.dtype}
   random_note = ", RANDOM weights" if loaded.is_random else ""
   began = time.perf_counter()
@@ -292,7 +290,6 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
         events.dead(map_index, first_alive)
     run["wall_time_s"] = round(time.perf_counter() - began, 3)
     directory.save()
-    events.batch_done(len(result.maps))
   directory.save()
   title = f"{target.describe()}, recipe {recipe.name}, weights: {loaded.label}"
   directory.write_grid(title, maps, fileio.png_text(title, provenance))
@@ -307,7 +304,7 @@ def failures_error(failed: dict[int, str], out_dir=None) -> JaxvizError:
   map_index, reason = next(iter(failed.items()))
   where = (f"; no image was written for it, the others are in {out_dir} and its render "
            "record lists the failures" if out_dir is not None else "")
-  return JaxvizError(f"{len(failed)} map{'s' if len(failed) > 1 else ''} failed (map "
+  return JaxvizError(f"{plural(len(failed), 'map')} failed (map "
                      f"{map_index}: {reason}){where}")
 
 

@@ -167,31 +167,31 @@ def _activations_at(recipe: Recipe, model, params, side: int) -> list[jax.ShapeD
   """Shapes of the activations one map's forward pass keeps when its images are `side`
   px: what the model sees is found by tracing the recipe's own path to it (a
   resize to the model's input side, several crops per image...)."""
-  key = jax.random.key(0)
-  var = jax.eval_shape(lambda k: recipe.param.init(k, side, recipe.group, jnp.float32, model),
-                       key)
-  inputs = jax.eval_shape(lambda v, k: render.model_input(recipe, model, v, k), var, key)
+  inputs = _model_input_shape(recipe, model, side)
   names = recipe.objective.layers()
   pruned = model.prune(params, names)
   shapes = jax.eval_shape(lambda p, x: model.features(p, x, names), pruned, inputs)
   return [inputs, *jax.tree.leaves(shapes)]
 
 
-def step_work(recipe: Recipe, model, params) -> tuple[int, ...]:
+def _model_input_shape(recipe: Recipe, model, side: int) -> jax.ShapeDtypeStruct:
+  """The shape of what the model sees in one step of one map whose images are `side` px,
+  found by tracing the recipe's own path to it."""
+  key = jax.random.key(0)
+  var = jax.eval_shape(lambda k: recipe.param.init(k, side, recipe.group, jnp.float32, model),
+                       key)
+  return jax.eval_shape(lambda v, k: render.model_input(recipe, model, v, k), var, key)
+
+
+def step_work(recipe: Recipe, model) -> tuple[int, ...]:
   """The work of one step of one map at each scale, in the model's input pixels.
 
   The network's FLOPs per step grow with the pixels it sees (its layers are
   convolutions), so progress and time estimates weigh each scale's steps by
   this: the write-up's last scale costs 50 times its first.
   """
-  key = jax.random.key(0)
-  work = []
-  for side in recipe.sides:
-    var = jax.eval_shape(lambda k, side=side: recipe.param.init(k, side, recipe.group,
-                                                                jnp.float32, model), key)
-    inputs = jax.eval_shape(lambda v, k: render.model_input(recipe, model, v, k), var, key)
-    work.append(int(np.prod(inputs.shape[:-1])))
-  return tuple(work)
+  return tuple(int(np.prod(_model_input_shape(recipe, model, side).shape[:-1]))
+               for side in recipe.sides)
 
 
 def activation_bytes_per_map(recipe: Recipe, model, params, dtype: str = "float32") -> int:

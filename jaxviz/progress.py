@@ -80,9 +80,6 @@ class ProgressEvents:
         line += f"; --preview would take ≈ {duration(plan.preview_work / rate)}"
       self.say(line)
 
-  def batch_done(self, maps):
-    pass
-
   def out_of_memory(self, new_batch):
     self.say(f"out of device memory: batch halved to {new_batch}")
 
@@ -114,9 +111,6 @@ class CallbackEvents:
   def work(self, amount):
     self.done += amount
     self.callback(self.done, self.total)
-
-  def batch_done(self, maps):
-    pass
 
   def out_of_memory(self, new_batch):
     pass

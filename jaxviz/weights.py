@@ -61,6 +61,10 @@ class Weights:
       return f"{self.label}: RANDOM weights, not a trained network"
     return f"{self.label} (sha256 {self.sha256[:12]})"
 
+  def provenance(self) -> dict:
+    """What an output records of the weights that made it (PNG text, `jaxviz info`)."""
+    return {"weights": self.label, "random_weights": self.is_random}
+
 
 def _preview(keys: list[str], limit: int = 6) -> str:
   shown = ", ".join(keys[:limit])
@@ -111,7 +115,7 @@ def flatten(params: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
 def save(path: str | os.PathLike, flat: dict[str, np.ndarray], *, arch: str, source: str,
          source_sha256: str, categories: list[str] | None) -> None:
   """Writes converted parameters atomically after checking them against `arch`."""
-  report = mismatch_report({k: v.shape for k, v in flat.items()}, vgg.param_shapes(arch))
+  report = _shape_report(flat, arch)
   if report:
     raise JaxvizError(f"refusing to save {path}: not {arch} parameters ({report})")
   metadata = {"format": FORMAT, "arch": arch, "source": source, "source_sha256": source_sha256,
@@ -127,9 +131,7 @@ def load_safetensors(path: str | os.PathLike, label: str | None = None) -> Weigh
   if not path.is_file():
     raise JaxvizError(f"weights file not found: {path}")
   try:
-    with safetensors.safe_open(str(path), framework="numpy") as handle:
-      metadata = handle.metadata() or {}
-      flat = {key: handle.get_tensor(key) for key in handle.keys()}
+    metadata, flat = _read_flat(path)
   except Exception as error:  # safetensors raises several types for a bad header
     raise JaxvizError(f"cannot read weights {path}: not a complete safetensors file "
                       f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
@@ -139,7 +141,7 @@ def load_safetensors(path: str | os.PathLike, label: str | None = None) -> Weigh
   arch = metadata.get("arch", "")
   if arch not in layers_lib.ARCH_CONFIGS:
     raise JaxvizError(f"{path}: unknown architecture {arch!r} in its metadata")
-  report = mismatch_report({k: v.shape for k, v in flat.items()}, vgg.param_shapes(arch))
+  report = _shape_report(flat, arch)
   if report:
     raise JaxvizError(f"{path} does not hold {arch} parameters: {report}")
   check_finite(flat, str(path))
@@ -182,15 +184,23 @@ def random_weights(key: jax.Array | int = 0,
 def _read_cached_random(path: Path, arch: str):
   """Cached random parameters of `arch`, or None if absent, stale or unreadable."""
   try:
-    with safetensors.safe_open(str(path), framework="numpy") as handle:
-      if (handle.metadata() or {}) != {"format": RANDOM_FORMAT, "arch": arch}:
-        return None
-      flat = {key: handle.get_tensor(key) for key in handle.keys()}
+    metadata, flat = _read_flat(path)
   except Exception:  # absent, truncated or foreign: draw the weights again
     return None
-  if mismatch_report({k: v.shape for k, v in flat.items()}, vgg.param_shapes(arch)):
+  if metadata != {"format": RANDOM_FORMAT, "arch": arch} or _shape_report(flat, arch):
     return None
   return nest(flat)
+
+
+def _read_flat(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+  """A safetensors file's (metadata, {name: array}); raises what safetensors raises."""
+  with safetensors.safe_open(str(path), framework="numpy") as handle:
+    return handle.metadata() or {}, {key: handle.get_tensor(key) for key in handle.keys()}
+
+
+def _shape_report(flat: dict[str, np.ndarray], arch: str) -> str | None:
+  """How `flat`'s names and shapes differ from `arch`'s parameters; None if they match."""
+  return mismatch_report({k: v.shape for k, v in flat.items()}, vgg.param_shapes(arch))
 
 
 def cache_dir() -> Path:
