@@ -276,14 +276,21 @@ def _use_compilation_cache() -> None:
   execution.use_compilation_cache(weights_lib.cache_dir() / "xla")
 
 
+def _load_weights(model: ModelOptions):
+  """The weights `--weights`/`--arch` name, said on stderr."""
+  from jaxviz import app as app_lib
+
+  loaded = app_lib.load_weights(model.weights, model.arch)
+  typer.echo(f"weights: {loaded.describe()}", err=True)
+  return loaded
+
+
 def _load_target(model: ModelOptions, layer: str, pre_relu: bool):
   """Loads the weights, then resolves --layer once, against the architecture they hold."""
-  from jaxviz import app as app_lib
   from jaxviz import vgg
 
   vgg.check_precision(model.precision)
-  loaded = app_lib.load_weights(model.weights, model.arch)
-  typer.echo(f"weights: {loaded.describe()}", err=True)
+  loaded = _load_weights(model)
   return loaded, vgg.resolve_target(layer, loaded.arch, pre_relu=pre_relu,
                                     precision=model.precision)
 
@@ -300,6 +307,11 @@ def _render_with_progress(loaded, target, maps, out, options, *, label: str, **s
 def _random_note(loaded) -> None:
   if loaded.is_random:
     typer.echo("(random weights: these renders show an untrained network)", err=True)
+
+
+def _weights_label(loaded) -> str:
+  """'weights: LABEL', marked when random, for figure titles."""
+  return f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
 
 
 def _end_of_rendering(loaded, outcome, out: Path) -> None:
@@ -390,7 +402,6 @@ def classify(
 
   Offline: [bold]jaxviz classify cat.jpg -w random[/bold] (an untrained network)
   """
-  from jaxviz import app as app_lib
   from jaxviz import classify as classify_lib
   from jaxviz import fileio, vgg
 
@@ -398,8 +409,7 @@ def classify(
     raise SettingError("top", f"must be between 1 and 1000, got {top}")
   precision = vgg.check_precision(model.precision)
   photo = fileio.read_image(image)
-  loaded = app_lib.load_weights(model.weights, model.arch)
-  typer.echo(f"weights: {loaded.describe()}", err=True)
+  loaded = _load_weights(model)
   ranked = classify_lib.classify(loaded, photo, top, precision)
   if as_json:
     _echo_json({"image": str(image), "weights": loaded.label,
@@ -497,7 +507,7 @@ def probe(
   from jaxviz import probe as probe_lib
 
   if out is not None:
-    fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    fileio.ensure_writable_dir(out.parent)
   photo = fileio.read_image(image)
   _use_compilation_cache()
   loaded, target = _load_target(model, layer, pre_relu)
@@ -522,24 +532,23 @@ def probe(
 
   failed: dict[int, str] = {}
   rendered = None
+  recipe_name = render.schedule.recipe(None).name
   if not no_renders:
     quicker = "" if render.preview else ", --preview renders quickly"
     typer.echo(f"the figure needs renders of the top {plural(len(top_maps), 'map')} "
-               f"(recipe {render.schedule.recipe(None).name}) from {renders}; "
+               f"(recipe {recipe_name}) from {renders}; "
                f"--no-renders draws it without them{quicker}", err=True)
     outcome = _render_with_progress(
         loaded, target, top_maps, renders, render,
         label=f"rendering the top {plural(len(top_maps), 'map')} into {renders}")
     failed = outcome.failed
     rendered = store.load_renders(renders, top_maps, outcome.record["identity_hash"])
-  footnote = (f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
-              + ("" if no_renders else f"; renders: recipe {render.schedule.recipe(None).name}"))
+  footnote = _weights_label(loaded) + ("" if no_renders else f"; renders: recipe {recipe_name}")
   title = f"Top {len(top_maps)} Feature Maps from {target.describe()}"
   figures.probe_figure(result.photo, result.means, top_maps, target.describe(), rendered, out,
                        footnote=footnote, asked=result.asked,
                        text=fileio.png_text(title, {**target.provenance(), "photo": str(image),
-                                                    "weights": loaded.label,
-                                                    "random_weights": loaded.is_random}))
+                                                    **loaded.provenance()}))
   typer.echo(f"figure: {out}", err=as_json)
   if failed:
     raise app_lib.failures_error(failed, renders)
@@ -585,7 +594,7 @@ def top_images(
     raise SettingError("batch", f"must be at least 1, got {batch}")
   paths = probe_lib.find_images(folder)
   if out is not None:
-    fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    fileio.ensure_writable_dir(out.parent)
   _use_compilation_cache()
   loaded, target = _load_target(model, layer, pre_relu)
   if map_ is not None:
@@ -616,8 +625,7 @@ def top_images(
                         [f"{p.name}\n{v:.3f}" for p, v in ranked], out, min(3, len(ranked)),
                         suptitle=title,
                         text=fileio.png_text(title, {**target.provenance(), "map": map_,
-                                                     "weights": loaded.label,
-                                                     "random_weights": loaded.is_random}))
+                                                     **loaded.provenance()}))
     typer.echo(f"wrote {out}", err=as_json)
   if as_json:
     _echo_json({**target.provenance(), "map": map_,
@@ -721,16 +729,13 @@ def compare(
   """
   from jaxviz import app as app_lib
   from jaxviz import figures, fileio
-  from jaxviz.settings import RECIPES
+  from jaxviz.settings import parse_recipes
 
-  names = [name.strip() for name in recipes.split(",") if name.strip()]
-  unknown = [name for name in names if name not in RECIPES]
-  if not names or unknown:
-    raise SettingError("recipes", f"must name some of {', '.join(RECIPES)}, got {recipes!r}")
+  names = parse_recipes(recipes)
   given, render = render
   settings = {name: dataclasses.replace(given, recipe=name).build(strict=False)
               for name in names}
-  fileio.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+  fileio.ensure_writable_dir(out.parent)
   _use_compilation_cache()
   loaded, target = _load_target(model, layer, pre_relu)
   map_list = layers_lib.parse_maps(maps, target.layer)
@@ -741,13 +746,10 @@ def compare(
       events = ProgressEvents(progress, f"{name}: {plural(len(map_list), 'map')}")
       images[name], objectives[name] = app_lib.render_maps(loaded, target, map_list, options,
                                                            events)
-  title = (f"{target.describe()}, weights: {loaded.label}"
-           + (" (RANDOM, untrained)" if loaded.is_random else ""))
+  title = f"{target.describe()}, {_weights_label(loaded)}"
   figures.compare_figure(images, objectives, map_list, out, title,
                          text=fileio.png_text(title, {**target.provenance(), "maps": map_list,
-                                                      "recipes": names,
-                                                      "weights": loaded.label,
-                                                      "random_weights": loaded.is_random}))
+                                                      "recipes": names, **loaded.provenance()}))
   typer.echo(f"wrote {out}")
   _random_note(loaded)
 

@@ -42,6 +42,14 @@ RECIPES = ("seed", "lucid", "maco")
 DIVERSITY_WEIGHT = 100.0  # lucent's example weight: channel - 1e2 * diversity
 
 
+def parse_recipes(text: str) -> list[str]:
+  """'seed, lucid' -> ['seed', 'lucid']: recipes side by side (`jaxviz compare`)."""
+  names = [name.strip() for name in text.split(",") if name.strip()]
+  if not names or any(name not in RECIPES for name in names):
+    raise SettingError("recipes", f"must name some of {', '.join(RECIPES)}, got {text!r}")
+  return names
+
+
 def read_spectrum(path) -> Constant:
   """A magnitude spectrum `.npy` file (`jaxviz spectrum`), (3, S, S // 2 + 1), finite."""
   path = Path(path)
@@ -132,10 +140,6 @@ class RenderOptions:
   driver: str = "auto"
   diversity: int = 1
   preview: bool = False
-
-  def preview_settings(self):
-    """The recipe's settings with `--preview`'s smaller schedule."""
-    return self.schedule.preview()
 
   def check(self) -> "RenderOptions":
     """Checks everything that needs no weights; returns the options with `batch` parsed."""
