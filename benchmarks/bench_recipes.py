@@ -25,7 +25,7 @@ import torch
 import torchvision
 
 import jaxviz_convert.torchvision_vgg as torchvision_vgg
-from jaxviz import app, execution, weights as weights_lib
+from jaxviz import app, execution, weights as weights_lib, xla_cache
 from jaxviz.optvis import recipes
 from jaxviz.vgg import resolve_target
 
@@ -81,7 +81,7 @@ def main() -> None:
   batch = execution.auto_batch(recipe, target.model, params)
   key = jax.random.key(0)
   with tempfile.TemporaryDirectory() as cache:
-    execution.use_compilation_cache(cache)
+    xla_cache.use(cache)
     warmup = app.layer_recipe(target, recipes.Lucid(size0=args.size, steps=1))
     began = time.perf_counter()
     list(execution.iter_render(warmup, target.model, params, maps[:batch * workers], key,

@@ -37,10 +37,12 @@ import torch.nn.functional as F
 import torchvision
 
 import jaxviz_convert.torchvision_vgg as torchvision_vgg
-from jaxviz import app, execution, weights as weights_lib
+from jaxviz import app, execution, weights as weights_lib, xla_cache
 from jaxviz.optvis import render
-from jaxviz.optvis.recipes import Recipe, Schedule
+from jaxviz.optvis.recipes import Schedule
 from jaxviz.vgg import Target, resolve_target
+
+from flops import step_flops
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -85,16 +87,6 @@ def torch_loop(model: torch.nn.Module, target: Target, map_index: int, start: np
   if whole_network:
     hook.remove()
   return image.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-
-
-def step_flops(params, recipe: Recipe, model, side: int) -> float:
-  """XLA's FLOP count for one map's forward + input gradient at `side`."""
-  grad = jax.jit(jax.grad(render.objective_value, argnums=3), static_argnums=(0, 1))
-  var = jnp.zeros((recipe.group, side, side, 3), jnp.float32)
-  analysis = grad.lower(recipe, model, params, var, 0).compile().cost_analysis()
-  if isinstance(analysis, list):
-    analysis = analysis[0]
-  return float(analysis["flops"])
 
 
 def time_cli_start(weights_file: Path, layer: int, cache_dir: Path) -> float:
@@ -176,8 +168,8 @@ def main() -> None:
   mesh, workers = execution.local_execution()
   # As the CLI runs: a persistent cache, here a fresh one, which the warm-up
   # call fills and the timed call's worker processes load from.
-  xla_cache = tempfile.TemporaryDirectory()
-  execution.use_compilation_cache(xla_cache.name)
+  cache_dir = tempfile.TemporaryDirectory()
+  xla_cache.use(cache_dir.name)
   warmup = app.layer_recipe(target, Schedule(size0=schedule.size0, scales=schedule.scales,
                                              steps=1))
   for text in args.batch.split(","):
@@ -203,7 +195,7 @@ def main() -> None:
           f"first call (compiles) {compile_seconds:.1f} s")
     best = max(best, rate)
   figures["jaxviz_maps_per_s"] = best
-  xla_cache.cleanup()
+  cache_dir.cleanup()
 
   for name in ("torch_writeup_loop", "torch_truncated_loop"):
     if f"{name}_maps_per_s" in figures:

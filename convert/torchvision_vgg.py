@@ -162,7 +162,8 @@ def load_pth_as_weights(path: str | os.PathLike, arch: str | None = None) -> wei
   state_dict = read_pth(path)
   arch = _arch_of(state_dict, arch, str(path))
   flat = state_dict_to_flat(state_dict, arch, str(path))
-  return weights_lib.Weights(weights_lib.nest(flat), arch, str(path), fileio.sha256_file(path),
+  return weights_lib.Weights(weights_lib.nest(flat), arch, fileio.display(path),
+                             fileio.sha256_file(path),
                              tuple(imagenet_categories()))
 
 

@@ -8,14 +8,17 @@ seed) and return numpy arrays; the work is the same as the CLI's (`app`,
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Callable, Sequence
 
+import jax
 import numpy as np
 
 from jaxviz import app, fileio, layers, vgg
 from jaxviz import progress as progress_lib
 from jaxviz import probe as probe_lib
-from jaxviz.optvis import models, recipes
+from jaxviz.errors import JaxvizError
+from jaxviz.optvis import models, objectives, recipes
 from jaxviz.settings import RenderOptions
 from jaxviz.weights import Weights
 
@@ -24,11 +27,37 @@ def _weights(weights: str | Weights, arch: str) -> Weights:
   return weights if isinstance(weights, Weights) else app.load_weights(weights, arch)
 
 
-def as_photo(path_or_image) -> np.ndarray:
-  """A photo given as a path (read as RGB in [0, 1]) or already as an (H, W, 3) array."""
-  if isinstance(path_or_image, np.ndarray):
-    return path_or_image
-  return fileio.read_image(path_or_image)
+def as_photo(path_or_image, name: str = "photo") -> np.ndarray:
+  """A photo given as a path (read as RGB in [0, 1]) or as an array: (H, W, 3) RGB in
+  [0, 1] (floats) or 0..255 (uint8); (H, W) grey and (H, W, 4) RGBA become RGB as
+  files do. `name` is the argument named in errors.
+
+  Raises:
+    JaxvizError: for an array of another shape, or with values that are not finite
+      or outside [0, 1].
+  """
+  if not isinstance(path_or_image, (np.ndarray, jax.Array)):
+    if not isinstance(path_or_image, (str, os.PathLike)):
+      raise JaxvizError(f"{name} must be a path or an (H, W, 3) array, got "
+                        f"{type(path_or_image).__name__}")
+    return fileio.read_image(path_or_image)
+  array = np.asarray(path_or_image)
+  if array.ndim == 2:
+    array = array[..., None]
+  if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
+    raise JaxvizError(f"{name} must be an (H, W, 3) RGB image, got an array of shape "
+                      f"{array.shape}")
+  array = np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
+  if array.dtype == np.uint8:
+    return array.astype(np.float32) / np.float32(255)
+  if not np.issubdtype(array.dtype, np.floating):
+    raise JaxvizError(f"{name} must hold floats in [0, 1] or uint8, got {array.dtype}")
+  if not np.isfinite(array).all():
+    raise JaxvizError(f"{name} holds non-finite values (NaN or Inf)")
+  if array.min() < 0 or array.max() > 1:
+    raise JaxvizError(f"{name} must hold values in [0, 1], got {array.min():.4g}.."
+                      f"{array.max():.4g} (a 0..255 image should be uint8)")
+  return array
 
 
 def _run(recipe: recipes.Recipe, model, params, units: list[int], options: RenderOptions,
@@ -133,8 +162,14 @@ def render_model(model, params, objective=None, units: Sequence[int] = (0,), *,
   """
   model = models.as_model(model, mean, std)
   if recipe is None:
+    if not isinstance(objective, objectives.Objective):
+      raise JaxvizError("objective: jaxviz.render(model, params, objective, units) needs an "
+                        "objective such as jaxviz.objectives.Channel('layer'), got "
+                        f"{type(objective).__name__}")
     schedule.check()
     recipe = schedule.recipe(objective)
+  elif not isinstance(recipe, recipes.Recipe):
+    raise JaxvizError(f"recipe must be an optvis.recipes.Recipe, got {type(recipe).__name__}")
   images = _run(recipe, model, params, [int(u) for u in units],
                 RenderOptions(seed, schedule, batch, dtype, driver), None, progress)
   return images[:, 0] if recipe.group == 1 else images

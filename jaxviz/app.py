@@ -165,6 +165,10 @@ class RenderEvents:
   def failed(self, map_index: int, reason: str) -> None:
     """Map `map_index` failed (non-finite objective or image); nothing was written."""
 
+  def damaged(self, map_index: int, filename: str) -> None:
+    """Map `map_index` was finished, but its PNG `filename` is missing or damaged: it is
+    rendered again."""
+
   def finished(self) -> None:
     """Every output is written."""
 
@@ -186,6 +190,7 @@ def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
   the batch and worker count (for the record).
   """
   units = list(units)
+  execution.check_model(recipe, model, params, units)
   mesh, workers = execution.local_execution()
   batch = (execution.auto_batch(recipe, model, params, options.dtype)
            if options.batch == "auto" else options.batch)
@@ -248,20 +253,32 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
        "sides": list(recipe.sides)},
       force=force, process_index=process_index, process_count=process_count)
   maps = list(maps)[process_index::process_count]
+  preview = layer_recipe(target, options.schedule.preview(), options.diversity)
+  if all(m in directory.finished() for m in maps):
+    list(render_units(recipe, target.model, loaded.params, [], options, events,
+                      skipped=len(maps), preview=preview))  # tells `events` the plan
+    events.finished()
+    return RenderOutcome(directory.record, [], len(maps), {}, 0.0)
+  fileio.ensure_writable_dir(out_dir)
+  with directory.lock():
+    return _render_into(directory, loaded, target, recipe, preview, maps, options, events,
+                        init_path)
+
+
+def _render_into(directory: store.RenderDirectory, loaded, target, recipe, preview, maps,
+                 options, events, init_path) -> RenderOutcome:
+  """`render_to_dir`'s work, under the directory's lock."""
   done = directory.finished()
+  for map_index, filename in directory.damaged().items():
+    if map_index in maps:
+      events.damaged(map_index, filename)
   todo = [m for m in maps if m not in done]
   run = {"maps": todo, "driver": resolve_driver(options.driver),
          "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
-  preview = layer_recipe(target, options.schedule.preview(), options.diversity)
   results = render_units(recipe, target.model, loaded.params, todo, options, events,
                          photo=None if init_path is None else photo_start(
                              init_path, options.schedule.size0, options.dtype),
                          skipped=len(maps) - len(todo), preview=preview, run=run)
-  if not todo:
-    list(results)  # tells `events` the plan
-    events.finished()
-    return RenderOutcome(directory.record, [], len(maps), {}, 0.0)
-  fileio.ensure_writable_dir(out_dir)
   directory.record["runs"].append(run)
   provenance = {**target.provenance(), "recipe": recipe.name,
                 "settings_hash": directory.digest, **loaded.provenance(), "seed": options.seed,
@@ -285,7 +302,8 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
                     bool(result.dead_at_start[row]),
                     fileio.png_text(f"{target.describe()} map {map_index}, recipe "
                                     f"{recipe.name}{random_note}",
-                                    {**provenance, "map": map_index}))
+                                    {**provenance, "map": map_index}),
+                    trace=result.trace[row] if options.trace else None)
       if result.dead_at_start[row]:
         events.dead(map_index, first_alive)
     run["wall_time_s"] = round(time.perf_counter() - began, 3)

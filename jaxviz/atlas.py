@@ -9,6 +9,7 @@ no network, no CDN, no external script.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import json
@@ -69,23 +70,24 @@ document.getElementById("by-objective").addEventListener("click",
 
 
 def _thumbnail(source: Path, target: Path, side: int) -> None:
-  """Writes a side x side thumbnail unless an up-to-date one exists."""
+  """Writes a side x side thumbnail unless an up-to-date one exists; the source is read
+  as any untrusted image is (`fileio.read_image`: size-checked before decoding)."""
   if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
     return
-  with Image.open(source) as image:
-    image = image.convert("RGB")
-    image.thumbnail((side, side), Image.LANCZOS)
-    with fileio.atomic_write(target) as tmp:
-      image.save(tmp, format="PNG")
+  image = Image.fromarray(fileio.to_uint8(fileio.read_image(source)), "RGB")
+  image.thumbnail((side, side), Image.LANCZOS)
+  with fileio.atomic_write(target) as tmp:
+    image.save(tmp, format="PNG")
 
 
 def _photo_thumbnail(photo: str, thumbs: Path) -> str | None:
-  """A thumbnail of a top-images photo under thumbs/photos/; None if it is unreadable."""
-  name = hashlib.sha1(photo.encode()).hexdigest()[:16] + ".png"
+  """A thumbnail of a top-images photo under thumbs/photos/ (named by a hash of its
+  path, never by the path); None if it is unreadable or not an image."""
+  name = hashlib.sha1(photo.encode("utf-8", "surrogateescape")).hexdigest()[:16] + ".png"
   target = thumbs / "photos" / name
   try:
     _thumbnail(Path(photo), target, PHOTO_SIDE)
-  except (OSError, ValueError):
+  except (OSError, JaxvizError):
     return None
   return f"thumbs/photos/{name}"
 
@@ -103,48 +105,102 @@ def top_images_table(scores, target, weights_label: str, top: int) -> dict:
                    for m in range(target.layer.channels)}}
 
 
+# A table from elsewhere is untrusted: it is read only if it is what `top_images_table`
+# writes, within these bounds.
+MAX_TABLE_BYTES = 64 * 2**20
+MAX_PHOTOS_PER_MAP = 100
+
+
+def _table_problem(table) -> str | None:
+  """Why `table` is not a top-images table, or None."""
+  if not isinstance(table, dict) or not isinstance(table.get("maps"), dict):
+    return "it has no \"maps\" object"
+  for key, rows in table["maps"].items():
+    if not (isinstance(key, str) and key.isdigit() and len(key) <= 7):
+      return f"map {fileio.display(key)!r} is not a map index"
+    if not isinstance(rows, list) or len(rows) > MAX_PHOTOS_PER_MAP:
+      return f"map {key}'s photos are not a list of at most {MAX_PHOTOS_PER_MAP}"
+    for row in rows:
+      if not (isinstance(row, dict) and isinstance(row.get("image"), str)
+              and isinstance(row.get("mean"), (int, float))
+              and not isinstance(row.get("mean"), bool)):
+        return f"map {key} has a photo that is not {{\"image\": path, \"mean\": number}}"
+  return None
+
+
 def read_top_images(path: str | os.PathLike) -> dict[int, list[dict]]:
-  """A `top-images --all-maps` JSON table -> {map: [{"image", "mean"}, ...]}."""
+  """A `top-images --all-maps` JSON table -> {map: [{"image", "mean"}, ...]}.
+
+  Raises:
+    JaxvizError: naming the file, when it cannot be read or is not such a table.
+  """
   path = Path(path)
+  where = fileio.display(path)
   try:
-    table = json.loads(path.read_text())
-    return {int(m): rows for m, rows in table["maps"].items()}
-  except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-    raise JaxvizError(f"cannot read a top-images --all-maps table from {path}: {error}") from None
+    if path.stat().st_size > MAX_TABLE_BYTES:
+      raise JaxvizError(f"{where} is larger than {MAX_TABLE_BYTES >> 20} MiB; not a "
+                        "top-images table")
+    table = json.loads(path.read_text(encoding="utf-8"))
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    reason = getattr(error, "strerror", None) or (str(error).splitlines() or [""])[0]
+    raise JaxvizError(f"cannot read a top-images --all-maps table from {where}: "
+                      f"{fileio.display(reason)}") from None
+  problem = _table_problem(table)
+  if problem:
+    raise JaxvizError(f"{where} is not a top-images --all-maps table: {problem}")
+  return {int(m): rows for m, rows in table["maps"].items()}
+
+
+def _own_dir(path: Path) -> Path:
+  """A folder the atlas writes into inside the render directory: refused if it is a
+  link (a shared directory could point it anywhere)."""
+  if path.is_symlink():
+    raise JaxvizError(f"{fileio.display(path)} is a symbolic link; the atlas writes only "
+                      "inside the render directory")
+  return path
 
 
 def build_atlas(out_dir: str | os.PathLike,
-                top_images: dict[int, list[dict]] | None = None) -> Path:
-  """Writes `out_dir/index.html` (and thumbnails) for the maps rendered there."""
+                top_images: dict[int, list[dict]] | None = None) -> "AtlasResult":
+  """Writes `out_dir/index.html` (and thumbnails) for the maps rendered there.
+
+  Every record is checked (`store.read_record`); every value that reaches the
+  page is escaped; only the maps' own PNGs inside `out_dir` are read, and only
+  intact ones (`store.check_maps`): the others are counted as damaged.
+  """
   out_dir = Path(out_dir)
   records = store.read_records(out_dir)
   if not records:
-    raise JaxvizError(f"{out_dir} holds no render record (render.json); render or sweep first")
-  identity = records[0]["identity"]
-  digest = records[0]["identity_hash"]
+    raise JaxvizError(f"{fileio.display(out_dir)} holds no render record (render.json); "
+                      "render or sweep first")
+  first = records[0]
+  identity, digest = first["identity"], first["identity_hash"]
   objectives: dict[int, float] = {}
   dead: dict[int, int | None] = {}
   for record in records:
-    if record.get("identity_hash") == digest:
+    if record["identity_hash"] == digest:
       objectives.update({int(m): values[-1] for m, values in record["objectives"].items()})
-      dead.update({int(m): scale for m, scale in record.get("dead_at_start", {}).items()})
-  files = store.finished_maps(out_dir, digest)
-  thumbs = out_dir / "thumbs"
+      dead.update({int(m): scale for m, scale in record["dead_at_start"].items()})
+  files, damaged = store.check_maps(out_dir, digest)
+  thumbs = _own_dir(out_dir / "thumbs")
+  if top_images:
+    _own_dir(thumbs / "photos")
   cards = []
   for map_index in sorted(files):
     name = files[map_index]
     _thumbnail(out_dir / name, thumbs / name, THUMB_SIDE)
-    objective = objectives.get(map_index, float("nan"))
+    objective = objectives.get(map_index)
+    objective = float("nan") if objective is None else float(objective)
     photos = ""
     for row in (top_images or {}).get(map_index, []):
       src = _photo_thumbnail(row["image"], thumbs)
       if src:
-        label = html.escape(f"{Path(row['image']).name}: {row['mean']:.3f}")
+        label = html.escape(fileio.display(f"{Path(row['image']).name}: {row['mean']:.3f}"))
         photos += f'<img src="{src}" alt="{label}" title="{label}">'
     badge = ""
     if map_index in dead:
       fate = ("never came alive" if dead[map_index] is None
-              else f"came alive at scale {dead[map_index]}")
+              else f"came alive at scale {int(dead[map_index])}")
       badge = (f' <span class="dead" title="objective 0 and no gradient at the start: only the '
                f'weight decay moved this image; {fate}">dead at start</span>')
     cards.append(
@@ -154,23 +210,43 @@ def build_atlas(out_dir: str | os.PathLike,
         f'<div class="caption">fmap {map_index} &middot; objective {objective:.3f}{badge}</div>'
         + (f'<div class="photos">{photos}</div>' if photos else "") + "</div>")
   weights = identity["weights"]
-  layer_name = records[0].get("layer_name", "")
+  layer_name = first.get("layer_name", "")
   if identity.get("pre_relu"):
     reading = ", pre-ReLU"
-  elif records[0].get("reads", layer_name) != layer_name:  # a conv layer, read after its ReLU
+  elif first.get("reads", layer_name) != layer_name:  # a conv layer, read after its ReLU
     reading = ", post-ReLU"
   else:
     reading = ""
+  recipe = identity.get("recipe")
+  recipe_name = recipe.get("name", "seed") if isinstance(recipe, dict) else "seed"
+  text = lambda value: html.escape(fileio.display(value))
   title = f"jaxviz atlas: layer {identity['layer']} ({layer_name}{reading}), {identity['arch']}"
-  summary = (f"{len(files)} maps &middot; weights {html.escape(weights['label'])}"
+  summary = (f"{len(files)} maps &middot; weights {text(weights['label'])}"
              + (' <span class="random">(RANDOM, untrained)</span>' if weights["random"] else "")
-             + f" &middot; recipe {html.escape(str(identity.get('recipe', {}).get('name', 'seed')))}"
-             + f" &middot; seed {identity['seed']} &middot; {identity['dtype']}"
-             + f" &middot; sides {records[0]['sides'][0]}&ndash;{records[0]['sides'][-1]} px"
-             + (f" &middot; {len(dead)} dead at start" if dead else ""))
-  page = PAGE.format(title=html.escape(title), summary=summary, cards="\n".join(cards),
+             + f" &middot; recipe {text(recipe_name)}"
+             + f" &middot; seed {int(identity['seed'])} &middot; {text(identity['dtype'])}"
+             + f" &middot; sides {int(first['sides'][0])}&ndash;{int(first['sides'][-1])} px"
+             + (f" &middot; {len(dead)} dead at start" if dead else "")
+             + (f' &middot; <span class="random">{len(damaged)} missing or damaged (rerun the '
+                'command that made them to render them again)</span>' if damaged else ""))
+  page = PAGE.format(title=text(title), summary=summary, cards="\n".join(cards),
                      thumb=THUMB_SIDE, photo=PHOTO_SIDE)
   index = out_dir / "index.html"
   with fileio.atomic_write(index) as tmp:
     tmp.write_text(page, encoding="utf-8")
-  return index
+  return AtlasResult(index, len(files), damaged)
+
+
+@dataclasses.dataclass(frozen=True)
+class AtlasResult:
+  """What `build_atlas` wrote.
+
+  Attributes:
+    index: the page, DIR/index.html.
+    maps: the maps shown.
+    damaged: {map: file} for maps recorded but missing or damaged on disk (not shown).
+  """
+
+  index: Path
+  maps: int
+  damaged: dict[int, str]

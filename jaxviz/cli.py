@@ -195,14 +195,14 @@ MODEL = (
 
 def _recipe_and_render_options(seed, recipe, preview, size0, scales, upscale, steps, lr,
                                weight_decay, blur, decay_power, transforms, spectrum, diversity,
-                               batch, dtype, driver):
+                               batch, dtype, driver, trace):
   """(RecipeOptions as given, RenderOptions with the seed recipe's defaults)."""
   from jaxviz.settings import RecipeOptions, RenderOptions
 
   given = RecipeOptions(recipe, size0, scales, upscale, steps, lr, weight_decay, blur,
                         decay_power, transforms, spectrum, preview)
   return given, RenderOptions(seed, batch=batch, dtype=dtype, driver=driver,
-                              diversity=diversity, preview=preview).check()
+                              diversity=diversity, preview=preview, trace=trace).check()
 
 
 def _render_options(**options):
@@ -243,6 +243,9 @@ RENDER = (
         "out-of-memory) or a number."),
     Opt("dtype", str, "float32", "float32 (fast) or float64 (CPU; the mode that equals PyTorch)."),
     Opt("driver", str, "auto", "How steps run: auto (loop on CPU, scan on GPU/TPU), loop, scan."),
+    Opt("trace", bool, False,
+        "Record each map's objective at every step in render.json (`trace`), to compare a "
+        "render step by step with another implementation."),
 )
 
 model_options = with_options("model", ModelOptions, MODEL, "Network")
@@ -270,10 +273,13 @@ TopImagesOption = Annotated[Optional[Path], typer.Option(
 # Shared steps.
 
 def _use_compilation_cache() -> None:
-  """Persistent XLA cache in the user cache dir, so a second run skips compiling."""
-  from jaxviz import execution, weights as weights_lib
+  """Persistent XLA cache in the user cache dir, so a second run skips compiling; one
+  warning line if it cannot be used."""
+  from jaxviz import weights as weights_lib, xla_cache
 
-  execution.use_compilation_cache(weights_lib.cache_dir() / "xla")
+  problem = xla_cache.use(weights_lib.cache_dir() / "xla")
+  if problem:
+    typer.echo(f"warning: {problem}", err=True)
 
 
 def _load_weights(model: ModelOptions):
@@ -696,10 +702,10 @@ def sweep(
       loaded, target, map_list, out, render, force=force,
       process_index=process_index or 0, process_count=process_count,
       label=f"{target.describe()} maps")
-  index = atlas.build_atlas(out, table)
+  built = atlas.build_atlas(out, table)
   typer.echo(f"{plural(len(outcome.record['files']), 'map')} in {out} ("
              f"{len(outcome.rendered)} rendered now in {duration(outcome.wall_time_s)}); "
-             f"atlas: {index}")
+             f"atlas: {built.index}")
   _end_of_rendering(loaded, outcome, out)
 
 
@@ -739,6 +745,8 @@ def compare(
   _use_compilation_cache()
   loaded, target = _load_target(model, layer, pre_relu)
   map_list = layers_lib.parse_maps(maps, target.layer)
+  for name in names:  # every recipe's settings are checked before any renders
+    app_lib.layer_recipe(target, settings[name], render.diversity)
   images, objectives = {}, {}
   for name in names:
     options = dataclasses.replace(render, schedule=settings[name])
@@ -802,15 +810,17 @@ def info(
   text = fileio.png_info(png)
   provenance = text.get(fileio.PROVENANCE_KEY)
   if not isinstance(provenance, dict):
-    raise JaxvizError(f"{png} was not written by jaxviz (it has no jaxviz text chunk)")
+    raise JaxvizError(f"{fileio.display(png)} was not written by jaxviz (it has no jaxviz "
+                      "text chunk)")
   if as_json:
     _echo_json({"title": text.get("Title", ""), **provenance})
     return
-  typer.echo(text.get("Title", str(png)))
-  if provenance.get("random_weights"):
+  typer.echo(fileio.display(text.get("Title", png)))
+  if provenance.get("random_weights") is True:
     typer.echo("RANDOM weights: an untrained network")
-  width = max(len(key) for key in provenance)
-  for key, value in sorted(provenance.items()):
+  rows = {fileio.display(key): fileio.display(value) for key, value in provenance.items()}
+  width = max(len(key) for key in rows)
+  for key, value in sorted(rows.items()):
     typer.echo(f"  {key:<{width}}  {value}")
 
 
@@ -829,7 +839,11 @@ def atlas_command(
   if not out.is_dir():
     raise JaxvizError(f"not a directory: {out}")
   table = atlas.read_top_images(top_images) if top_images is not None else None
-  typer.echo(f"atlas: {atlas.build_atlas(out, table)}")
+  built = atlas.build_atlas(out, table)
+  for map_index, filename in sorted(built.damaged.items()):
+    typer.echo(f"warning: {filename} (map {map_index}) is missing or not the PNG its record "
+               "made; left out (rerun the command that made it to render it again)", err=True)
+  typer.echo(f"atlas: {built.index} ({plural(built.maps, 'map')})")
 
 
 def main() -> None:

@@ -45,10 +45,6 @@ class Setup:
   jax_config: dict  # persistent compilation cache settings of the parent
 
 
-CACHE_SETTINGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-                  "jax_compilation_cache_max_size")
-
-
 def usable_cores() -> list[int]:
   """The cores this process may run on (taskset limits respected where the OS says)."""
   if hasattr(os, "sched_getaffinity"):
@@ -163,7 +159,10 @@ def _child_main(core: int, requests: BinaryIO, replies: BinaryIO) -> None:
 
   from jaxviz.optvis import render
 
+  from jaxviz import xla_cache
+
   setup: Setup = pickle.load(requests)
+  xla_cache.quiet()
   for name, value in setup.jax_config.items():
     jax.config.update(name, value)
   key = jax.random.wrap_key_data(setup.key_data)

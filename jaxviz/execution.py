@@ -17,10 +17,8 @@ is padded by repeating its last map, and the padding is dropped.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import os
 import pickle
-from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import jax
@@ -28,46 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxviz import cpu_workers
+from jaxviz import cpu_workers, xla_cache
 from jaxviz.errors import JaxvizError, SettingError
 from jaxviz.optvis import render
 from jaxviz.optvis.recipes import Recipe
-
-
-# A size limit also makes JAX lock the cache (a file lock around every read and
-# write): without it, one process can read an entry another is still writing
-# ("Error reading persistent compilation cache entry ... truncated stream"), as the
-# CPU worker processes of one run, or two runs, do on an empty cache.
-COMPILATION_CACHE_BYTES = 4 * 2**30
-
-
-def use_compilation_cache(directory: os.PathLike | str) -> None:
-  """Keeps compiled programs in `directory`, so later processes (a second run,
-  the CPU worker processes) load them instead of compiling.
-
-  Every program is kept, however quick to compile: each worker process
-  starts cold, and the small per-scale programs add up to 0.4 s per start.
-  At most `COMPILATION_CACHE_BYTES` are kept (least recently used go first).
-  """
-  _give_entries_an_access_time(Path(directory))
-  jax.config.update("jax_compilation_cache_dir", str(directory))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
-
-
-def _give_entries_an_access_time(directory: Path) -> None:
-  """JAX's size-limited cache reads a `KEY-atime` file beside every `KEY-cache`
-  before each write, and fails every write ("Error writing persistent compilation
-  cache entry ... FileNotFoundError ...-atime") when one is missing, as it is for
-  entries written by a process without a size limit (jaxviz before it set one).
-  Such entries get the oldest access time, so they are the first to go."""
-  if not directory.is_dir():
-    return
-  for entry in directory.glob("*-cache"):
-    atime = entry.with_name(entry.name[:-len("-cache")] + "-atime")
-    if not atime.exists():
-      with contextlib.suppress(OSError):  # a read-only cache still serves reads
-        atime.write_bytes((0).to_bytes(8, "little"))
 
 
 # How long a process that finished its share waits at exit for the others: JAX's
@@ -93,7 +55,8 @@ def initialize_distributed() -> tuple[int, int]:
     if value is None:
       return None
     if not value.isdigit():
-      raise SettingError(name, f"must be a non-negative integer, got {value!r}")
+      raise JaxvizError(f"the environment variable {name} must be a non-negative integer, "
+                        f"got {value!r}")
     return int(value)
 
   try:
@@ -172,6 +135,34 @@ def _activations_at(recipe: Recipe, model, params, side: int) -> list[jax.ShapeD
   pruned = model.prune(params, names)
   shapes = jax.eval_shape(lambda p, x: model.features(p, x, names), pruned, inputs)
   return [inputs, *jax.tree.leaves(shapes)]
+
+
+def check_model(recipe: Recipe, model, params, units: Sequence[int]) -> None:
+  """Refuses, in one line naming the argument, what would otherwise fail deep inside
+  Flax or XLA, or silently render something else: `params` the model cannot run
+  with, and `units` the objective cannot take (a channel index is clamped by XLA,
+  so channel 99 of a 6-channel layer would render channel 5).
+
+  Raises:
+    JaxvizError
+  """
+  names = recipe.objective.layers()
+  try:
+    inputs = _model_input_shape(recipe, model, recipe.sides[0])
+    shapes = jax.eval_shape(lambda p, x: model.features(p, x, names),
+                            model.prune(params, names), inputs)
+  except JaxvizError:
+    raise
+  except Exception as error:  # Flax's ScopeParamShapeError, a missing parameter, a shape clash
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    raise JaxvizError(f"params: the model cannot run with these parameters "
+                      f"({type(error).__name__}: {first[:300]})") from None
+  count = recipe.objective.units({name: tuple(shapes[name].shape) for name in names})
+  bad = [int(u) for u in units if int(u) < 0 or (count is not None and int(u) >= count)]
+  if bad:
+    limit = f"0..{count - 1}" if count is not None else "0 or more"
+    raise JaxvizError(f"units: {bad[0]} is not a unit of this objective (it reads "
+                      f"{', '.join(sorted(names))}, whose units are {limit})")
 
 
 def _model_input_shape(recipe: Recipe, model, side: int) -> jax.ShapeDtypeStruct:
@@ -280,7 +271,7 @@ def iter_render(recipe: Recipe, model, params, maps: Sequence[int], key: jax.Arr
         recipe=recipe, model=model, key_data=np.asarray(jax.random.key_data(key)),
         params=jax.tree.map(np.asarray, model.prune(params, recipe.objective.layers())),
         render_kwargs={"dtype": dtype, "driver": driver, "photo": photo},
-        jax_config={name: getattr(jax.config, name) for name in cpu_workers.CACHE_SETTINGS})
+        jax_config={name: getattr(jax.config, name) for name in xla_cache.SETTINGS})
     if _sendable(setup):
       yield from _iter_render_processes(setup, pending, batch, workers, on_steps)
       return

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,6 +23,8 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from jaxviz.errors import JaxvizError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Photos larger than this are refused before they are decoded: PIL's own
 # decompression-bomb limit (~89 Mpx), which a header can claim for a tiny file.
@@ -57,10 +60,32 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     tmp.unlink(missing_ok=True)
 
 
+def display(value: Any) -> str:
+  """`value` as text that is safe to print, draw, write as JSON or put in a PNG chunk.
+
+  A path whose name holds bytes that are not UTF-8 (Python keeps them as lone
+  surrogates, which UTF-8 encoders, matplotlib and strict JSON parsers
+  refuse) shows them as `\\xNN`; control characters (which could move a
+  terminal's cursor or end a log line) show as escapes too.
+  """
+  text = os.fsdecode(value) if isinstance(value, (bytes, os.PathLike)) else str(value)
+  if _UNSAFE.search(text) is None:
+    return text
+  text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+  return _UNSAFE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+# C0 and C1 controls, and lone surrogates (undecodable bytes of a file name).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _finite_or_none(data: Any) -> Any:
-  """`data` with every NaN or infinite float replaced by None."""
+  """`data` with every NaN or infinite float replaced by None, and every string
+  that could not be encoded as UTF-8 made safe (`display`)."""
   if isinstance(data, float):
     return data if math.isfinite(data) else None
+  if isinstance(data, str):
+    return data if _SURROGATE.search(data) is None else display(data)
   if isinstance(data, dict):
     return {key: _finite_or_none(value) for key, value in data.items()}
   if isinstance(data, (list, tuple)):
@@ -145,9 +170,9 @@ def png_text(title: str, provenance: dict) -> dict[str, str]:
   """The text chunks of a jaxviz PNG: {"Software", "Title", "jaxviz": JSON}."""
   from jaxviz import __version__
 
-  return {"Software": f"jaxviz {__version__}", "Title": title,
-          PROVENANCE_KEY: json.dumps({"jaxviz_version": __version__, **provenance},
-                                     sort_keys=True)}
+  return {"Software": f"jaxviz {__version__}", "Title": display(title),
+          PROVENANCE_KEY: json.dumps(_finite_or_none({"jaxviz_version": __version__,
+                                                      **provenance}), sort_keys=True)}
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray, text: dict[str, str] | None = None
@@ -161,23 +186,73 @@ def write_png(path: str | os.PathLike, image: np.ndarray, text: dict[str, str] |
     Image.fromarray(to_uint8(image), "RGB").save(tmp, format="PNG", pnginfo=chunks)
 
 
+# A provenance chunk is a flat JSON object of a few hundred bytes; a PNG from
+# elsewhere may claim anything, so its text is bounded before it is parsed.
+MAX_PROVENANCE_BYTES = 64 * 1024
+
+
+def _provenance_problem(value) -> str | None:
+  """Why `value` is not a jaxviz provenance record (a non-empty flat JSON object whose
+  values are scalars or lists of scalars), or None."""
+  if not isinstance(value, dict) or not value:
+    return "not a non-empty JSON object"
+  scalar = (str, int, float, bool, type(None))
+  for key, item in value.items():
+    if isinstance(item, list):
+      if not all(isinstance(element, scalar) for element in item):
+        return f"nested (field {display(key)!r})"
+    elif not isinstance(item, scalar):
+      return f"nested (field {display(key)!r})"
+  return None
+
+
 def png_info(path: str | os.PathLike) -> dict:
-  """A PNG's text chunks, the "jaxviz" one parsed: {"Title", "Software", "jaxviz": {...}}."""
+  """A PNG's text chunks, the "jaxviz" one parsed: {"Title", "Software", "jaxviz": {...}}.
+
+  The file is untrusted: its pixels are never decoded (a header may claim any
+  size), its compressed text is inflated only up to PIL's limit, and the
+  jaxviz chunk must be a flat JSON object of at most `MAX_PROVENANCE_BYTES`.
+
+  Raises:
+    JaxvizError: naming the file when it is missing, not a PNG, or its chunks
+      cannot be read or are not what jaxviz writes.
+  """
   path = Path(path)
   try:
-    with Image.open(path) as image:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      image_file = Image.open(path)
+    with image_file as image:
       if image.format != "PNG":
-        raise JaxvizError(f"not a PNG: {path}")
-      text = dict(getattr(image, "text", {}))
+        raise JaxvizError(f"not a PNG: {display(path)}")
+      # The text chunks read at open (those before the pixels, where jaxviz writes
+      # them); `image.text` would decode the pixels to find later ones.
+      text = {key: value for key, value in image.info.items() if isinstance(value, str)}
   except FileNotFoundError:
-    raise JaxvizError(f"image not found: {path}") from None
-  except (UnidentifiedImageError, OSError) as error:
-    raise JaxvizError(f"cannot read {path}: {error}") from None
+    raise JaxvizError(f"image not found: {display(path)}") from None
+  except IsADirectoryError:
+    raise JaxvizError(f"expected a PNG file, got a directory: {display(path)}") from None
+  except Image.DecompressionBombError:
+    raise JaxvizError(f"{display(path)} claims more than {2 * MAX_IMAGE_PIXELS:,} pixels; "
+                      "not a PNG jaxviz wrote") from None
+  except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
+    # ValueError: a compressed text chunk that inflates past PIL's limit, among others.
+    first = (str(error).splitlines() or [type(error).__name__])[0]
+    raise JaxvizError(f"cannot read {display(path)}: {display(first)}") from None
   if PROVENANCE_KEY in text:
-    try:
-      text[PROVENANCE_KEY] = json.loads(text[PROVENANCE_KEY])
-    except json.JSONDecodeError:
-      raise JaxvizError(f"{path}: its jaxviz text chunk is not JSON") from None
+    raw = text[PROVENANCE_KEY]
+    problem = None
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_PROVENANCE_BYTES:
+      problem = f"larger than {MAX_PROVENANCE_BYTES // 1024} KiB"
+    else:
+      try:
+        text[PROVENANCE_KEY] = json.loads(raw)
+        problem = _provenance_problem(text[PROVENANCE_KEY])
+      except (json.JSONDecodeError, RecursionError):
+        problem = "not JSON"
+    if problem:
+      raise JaxvizError(f"{display(path)}: its jaxviz text chunk is {problem}; jaxviz did "
+                        "not write it")
   return text
 
 

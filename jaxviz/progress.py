@@ -91,6 +91,10 @@ class ProgressEvents:
   def failed(self, map_index, reason):
     self.say(f"map {map_index} failed: {reason}; no image written")
 
+  def damaged(self, map_index, filename):
+    self.say(f"warning: {filename} (map {map_index}) is missing or not the PNG its record "
+             "made; rendering it again")
+
   def finished(self):
     task = self.progress.tasks[self.task]
     if task.total is not None:
@@ -119,6 +123,9 @@ class CallbackEvents:
     pass
 
   def failed(self, map_index, reason):
+    pass
+
+  def damaged(self, map_index, filename):
     pass
 
   def finished(self):

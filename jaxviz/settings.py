@@ -15,9 +15,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxviz import fileio
 from jaxviz.errors import SettingError
 from jaxviz.execution import check_batch
-from jaxviz.optvis.params import Constant
+from jaxviz.optvis.params import Constant, as_spectrum
 from jaxviz.optvis.recipes import Lucid, MacoRecipe, Schedule
 from jaxviz.optvis.render import check_driver, check_dtype
 
@@ -47,22 +48,27 @@ def parse_recipes(text: str) -> list[str]:
   names = [name.strip() for name in text.split(",") if name.strip()]
   if not names or any(name not in RECIPES for name in names):
     raise SettingError("recipes", f"must name some of {', '.join(RECIPES)}, got {text!r}")
+  repeated = sorted({name for name in names if names.count(name) > 1})
+  if repeated:
+    raise SettingError("recipes", f"names {repeated[0]} twice; each recipe is one column")
   return names
 
 
 def read_spectrum(path) -> Constant:
   """A magnitude spectrum `.npy` file (`jaxviz spectrum`), (3, S, S // 2 + 1), finite."""
   path = Path(path)
+  where = fileio.display(path)
   try:
-    array = np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as error:
-    raise SettingError("spectrum", f"{path} is not a readable .npy array ({error})") from None
-  if array.ndim != 3 or array.shape[0] != 3 or not np.issubdtype(array.dtype, np.floating):
-    raise SettingError("spectrum", f"{path} holds a {array.dtype} array of shape {array.shape},"
-                                   " not a (3, S, S // 2 + 1) magnitude spectrum")
-  if not np.isfinite(array).all():
-    raise SettingError("spectrum", f"{path} holds non-finite values")
-  return Constant(array.astype(np.float32))
+    loaded = np.load(path, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
+    reason = getattr(error, "strerror", None) or (str(error).splitlines() or ["empty"])[0]
+    raise SettingError("spectrum", f"{where} is not a readable .npy array "
+                                   f"({fileio.display(reason or 'empty file')})") from None
+  if not isinstance(loaded, np.ndarray):  # a .npz archive
+    loaded.close()
+    raise SettingError("spectrum", f"{where} is an .npz archive; give the .npy file that "
+                                   "`jaxviz spectrum` writes")
+  return as_spectrum(loaded, where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +137,8 @@ class RenderOptions:
     diversity: images rendered together per map; above 1 the objective adds
       `DIVERSITY_WEIGHT` times lucid's diversity term across them.
     preview: the schedule is `--preview`'s (recorded as such).
+    trace: record each map's objective at every step (`trace` in render.json),
+      for comparing a render step by step with another implementation.
   """
 
   seed: int = 0
@@ -140,6 +148,7 @@ class RenderOptions:
   driver: str = "auto"
   diversity: int = 1
   preview: bool = False
+  trace: bool = False
 
   def check(self) -> "RenderOptions":
     """Checks everything that needs no weights; returns the options with `batch` parsed."""

@@ -22,7 +22,6 @@ import jax
 import numpy as np
 import platformdirs
 import safetensors
-import safetensors.numpy
 from flax import traverse_util
 
 from jaxviz import fileio, vgg
@@ -120,9 +119,33 @@ def save(path: str | os.PathLike, flat: dict[str, np.ndarray], *, arch: str, sou
     raise JaxvizError(f"refusing to save {path}: not {arch} parameters ({report})")
   metadata = {"format": FORMAT, "arch": arch, "source": source, "source_sha256": source_sha256,
               "categories": json.dumps(categories or [])}
-  tensors = {key: np.ascontiguousarray(value, dtype=np.float32) for key, value in flat.items()}
+  write_safetensors(path, flat, metadata)
+
+
+def write_safetensors(path: str | os.PathLike, flat: dict[str, np.ndarray],
+                      metadata: dict[str, str]) -> None:
+  """Writes float32 tensors as a safetensors file, atomically and byte-deterministically.
+
+  `safetensors.numpy.save_file` writes its metadata in a hash map's order, which
+  changes from process to process, so the same weights converted twice had two
+  sha256s (and a render directory refused to resume). Here the header is JSON
+  with sorted keys and the tensors follow in name order: the format's layout (a
+  little-endian u64 header length, the header padded with spaces to 8 bytes,
+  then the raw data), read back by the safetensors library itself.
+  """
+  tensors = {key: np.ascontiguousarray(flat[key], dtype="<f4") for key in sorted(flat)}
+  header, offset = {"__metadata__": dict(sorted(metadata.items()))}, 0
+  for key, value in tensors.items():
+    header[key] = {"dtype": "F32", "shape": list(value.shape),
+                   "data_offsets": [offset, offset + value.nbytes]}
+    offset += value.nbytes
+  text = json.dumps(header, separators=(",", ":")).encode()
+  text += b" " * (-len(text) % 8)
   with fileio.atomic_write(path) as tmp:
-    safetensors.numpy.save_file(tensors, str(tmp), metadata=metadata)
+    with open(tmp, "wb") as handle:
+      handle.write(len(text).to_bytes(8, "little") + text)
+      for value in tensors.values():
+        handle.write(memoryview(value).cast("B"))
 
 
 def load_safetensors(path: str | os.PathLike, label: str | None = None) -> Weights:
@@ -146,7 +169,8 @@ def load_safetensors(path: str | os.PathLike, label: str | None = None) -> Weigh
     raise JaxvizError(f"{path} does not hold {arch} parameters: {report}")
   check_finite(flat, str(path))
   categories = tuple(json.loads(metadata.get("categories", "[]"))) or None
-  return Weights(nest(flat), arch, label or str(path), fileio.sha256_file(path), categories)
+  return Weights(nest(flat), arch, label or fileio.display(path), fileio.sha256_file(path),
+                 categories)
 
 
 # Bumped whenever random initialisation changes, so cached random weights follow it.
@@ -173,9 +197,7 @@ def random_weights(key: jax.Array | int = 0,
     params = jax.tree.map(np.asarray, vgg.init_params(prng_key(key, "the seed of random weights"),
                                                       arch))
     try:
-      with fileio.atomic_write(cached) as tmp:
-        safetensors.numpy.save_file(flatten(params), str(tmp),
-                                    metadata={"format": RANDOM_FORMAT, "arch": arch})
+      write_safetensors(cached, flatten(params), {"format": RANDOM_FORMAT, "arch": arch})
     except JaxvizError:
       pass  # a cache that cannot be written only costs time
   return Weights(params, arch, label, None, None)

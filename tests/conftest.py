@@ -10,7 +10,13 @@ a bias mix-up visible.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import jax
@@ -19,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 from typer.testing import CliRunner
 
 import jaxviz_convert.torchvision_vgg as torchvision_vgg
@@ -30,6 +37,17 @@ from jaxviz.optvis import render
 from jaxviz.cli import app
 
 TORCH_SEED = 0
+
+
+def pytest_collection_modifyitems(config, items):
+  """Tests marked cpu_only skip, each with its reason, where JAX's default backend is
+  not the CPU (benchmarks/gpu_check.sh runs the suite on a GPU)."""
+  if jax.default_backend() == "cpu":
+    return
+  for item in items:
+    marker = item.get_closest_marker("cpu_only")
+    if marker is not None:
+      item.add_marker(pytest.mark.skip(reason=f"CPU only: {marker.kwargs.get('reason', '')}"))
 
 
 def make_torch_vgg(arch: str = "vgg16", seed: int = TORCH_SEED) -> torch.nn.Module:
@@ -88,7 +106,6 @@ def empty_jaxviz_cache(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def photo_files(tmp_path) -> dict[str, Path]:
   """scikit-image photos written as files in several modes (RGB, grey, RGBA)."""
-  from PIL import Image
   from skimage import data
 
   files = {}
@@ -154,4 +171,37 @@ def render_layer_batch(params, maps, key, schedule, target, *, dtype="float32", 
 def save_pth(model, path: Path) -> Path:
   """A torch model's state dict as a float32 `.pth`, as torchvision ships weights."""
   torch.save({key: value.float() for key, value in model.state_dict().items()}, path)
+  return path
+
+
+def strict_json(text: str):
+  """json.loads that refuses NaN and Infinity, which are not JSON."""
+  def refuse(token):
+    raise ValueError(f"not JSON: {token}")
+  return json.loads(text, parse_constant=refuse)
+
+
+def cli_subprocess(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", "jaxviz.cli", *map(str, args)],
+                        capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, **(env or {})})
+
+
+def assert_one_clean_error(result: subprocess.CompletedProcess, code: int = 1) -> str:
+  assert result.returncode == code, result.stderr
+  output = result.stdout + result.stderr
+  assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1, result.stderr
+  return errors[0]
+
+
+def png_claiming_size(path: Path, width: int, height: int) -> Path:
+  """A tiny valid PNG whose header claims width x height (a decompression bomb)."""
+  Image.new("RGB", (1, 1)).save(path)
+  data = bytearray(path.read_bytes())
+  ihdr = data.index(b"IHDR")
+  data[ihdr + 4: ihdr + 12] = struct.pack(">II", width, height)
+  data[ihdr + 17: ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr: ihdr + 17])))
+  path.write_bytes(bytes(data))
   return path

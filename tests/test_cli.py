@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import torchvision
 
 from jaxviz import fileio
+from jaxviz.app import load_weights
 
 from conftest import assert_names_all, error_line, run_cli
 
@@ -43,10 +44,16 @@ def test_every_command_has_help_with_an_offline_example():
     assert "offline" in text.lower() and ("-w random" in text or "Example (offline" in text), command
 
 
-def test_convert_command_writes_a_loadable_file(tmp_path, vgg16_pth):
+def test_convert_command_writes_a_loadable_file_byte_for_byte_the_same(tmp_path, vgg16_pth,
+                                                                      vgg16_safetensors):
+  """The fixture converted the same .pth earlier in this process: a conversion is
+  byte-deterministic (safetensors' own writer orders its metadata by a hash map
+  seeded anew for every file, so two conversions differed)."""
   out = tmp_path / "sub" / "vgg16.safetensors"
   result = run_cli("convert", vgg16_pth, "--out", out)
   assert "vgg16" in result.output and out.is_file()
+  assert fileio.sha256_file(out) == fileio.sha256_file(vgg16_safetensors)
+  assert load_weights(str(out)).arch == "vgg16"
 
 
 def torch_logits(model, photo: np.ndarray) -> np.ndarray:

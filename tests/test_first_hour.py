@@ -191,12 +191,12 @@ def test_concurrent_processes_share_an_empty_compilation_cache(tmp_path, vgg16_s
 
 CACHE_ONE_PROGRAM = """
 import sys, jax, jax.numpy as jnp
-from jaxviz import execution
+from jaxviz import xla_cache
 if sys.argv[1] == "unlimited":  # as jaxviz wrote its cache before it set a size limit
   jax.config.update("jax_compilation_cache_dir", sys.argv[2])
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 else:
-  execution.use_compilation_cache(sys.argv[2])
+  xla_cache.use(sys.argv[2])
 jax.jit(lambda x: x * float(sys.argv[3]))(jnp.ones(3)).block_until_ready()
 """
 

@@ -9,11 +9,9 @@ import json
 import os
 import shlex
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,31 +24,10 @@ from PIL import Image
 
 from jaxviz import fileio
 
-from conftest import assert_names_all, error_line, run_cli, save_pth
+from conftest import (assert_names_all, assert_one_clean_error, cli_subprocess, error_line,
+                      png_claiming_size, run_cli, save_pth, strict_json)
 
 TINY = ["--size0", "32", "--scales", "2", "--steps", "3"]
-
-
-def strict_json(text: str):
-  """json.loads that refuses NaN and Infinity, which are not JSON."""
-  def refuse(token):
-    raise ValueError(f"not JSON: {token}")
-  return json.loads(text, parse_constant=refuse)
-
-
-def cli_subprocess(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "jaxviz.cli", *map(str, args)],
-                        capture_output=True, text=True, timeout=timeout,
-                        env={**os.environ, **(env or {})})
-
-
-def assert_one_clean_error(result: subprocess.CompletedProcess, code: int = 1) -> str:
-  assert result.returncode == code, result.stderr
-  output = result.stdout + result.stderr
-  assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
-  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1, result.stderr
-  return errors[0]
 
 
 # 1. Non-finite numbers are bad input.
@@ -138,17 +115,6 @@ def test_json_text_never_writes_nan_tokens():
 
 
 # 2. Hostile or huge images.
-
-def png_claiming_size(path: Path, width: int, height: int) -> Path:
-  """A tiny valid PNG whose header claims width x height (a decompression bomb)."""
-  Image.new("RGB", (1, 1)).save(path)
-  data = bytearray(path.read_bytes())
-  ihdr = data.index(b"IHDR")
-  data[ihdr + 4: ihdr + 12] = struct.pack(">II", width, height)
-  data[ihdr + 17: ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr: ihdr + 17])))
-  path.write_bytes(bytes(data))
-  return path
-
 
 @pytest.mark.parametrize("side", [10_000, 100_000])  # above PIL's warning and error limits
 def test_a_decompression_bomb_is_refused_by_name(tmp_path, side):
@@ -246,24 +212,48 @@ def test_a_broken_record_is_named_and_force_starts_over(tmp_path, content):
 
 # 5. Interrupts.
 
+# Loaded by every Python the test starts (PYTHONPATH): once the render has saved its
+# record with a finished map, the parent waits there until it is interrupted. So the
+# signal always arrives mid-work, however fast or busy the machine.
+HOLD_AFTER_FIRST_SAVE = """
+import time
+from jaxviz import store
+
+_save = store.RenderDirectory.save
+
+def save(self):
+  _save(self)
+  if self.record["files"]:
+    while True:
+      time.sleep(0.05)
+
+store.RenderDirectory.save = save
+"""
+
+
 def test_ctrl_c_is_one_line_from_the_parent_and_resume_is_exact(tmp_path):
   args = ["render", "--layer", "10", "--maps", "0:6", "--batch", "1", "--weights", "random",
           "--dtype", "float64", "--size0", "32", "--scales", "2", "--steps", "12"]
   whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
   assert cli_subprocess(*args, "--out", whole).returncode == 0
+  hold = tmp_path / "hold"
+  hold.mkdir()
+  (hold / "sitecustomize.py").write_text(HOLD_AFTER_FIRST_SAVE)
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hold), *sys.path])}
   process = subprocess.Popen([sys.executable, "-m", "jaxviz.cli", *args, "--out",
                               str(interrupted)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
-  deadline = time.time() + 120
-  while time.time() < deadline and not list(interrupted.glob("10_*.png")):
+                             text=True, start_new_session=True, env=env)
+  record = interrupted / "render.json"
+  deadline = time.time() + 300  # a bound for a hung run, not a timing assumption
+  while time.time() < deadline and not (record.is_file() and '"0": "10_0.png"' in
+                                        record.read_text()):
     time.sleep(0.05)
   os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
   stdout, stderr = process.communicate(timeout=60)
   result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
   assert assert_one_clean_error(result, code=130) == "error: interrupted"
-  done = len(list(interrupted.glob("10_*.png")))
-  assert 1 <= done < 6
-  assert cli_subprocess(*args, "--out", interrupted).returncode == 0
+  resumed = cli_subprocess(*args, "--out", interrupted)
+  assert resumed.returncode == 0 and "1 map already rendered" in resumed.stderr
   for name in (f"10_{m}.png" for m in range(6)):
     np.testing.assert_array_equal(np.asarray(Image.open(interrupted / name)),
                                   np.asarray(Image.open(whole / name)))

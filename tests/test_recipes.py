@@ -40,22 +40,25 @@ def maco(magnitude) -> recipes.MacoRecipe:
 
 
 def test_a_maco_map_does_not_depend_on_its_batch_mates(vgg16_weights, magnitude):
-  """(lucid's batch independence is the last check of the diversity test below: one
-  program for both, since a vmapped lucid program costs ~25 s to compile here.)"""
+  """In float64: in float32, NAdam's lr 1.0 on the phases grows the rounding of two
+  programs (a batch of 3, a batch of 1) to 1e-3 in 3 steps on some CPUs. (lucid's batch
+  independence is the last check of the diversity test below.)"""
   settings = maco(magnitude)
-  together = jaxviz.render(10, [3, 9, 4], weights=vgg16_weights, schedule=settings, batch=3)
-  alone = jaxviz.render(10, [9], weights=vgg16_weights, schedule=settings, batch=1)
-  np.testing.assert_allclose(together[1], alone[0], rtol=0, atol=1e-5)
+  together = jaxviz.render(10, [3, 9, 4], weights=vgg16_weights, schedule=settings, batch=3,
+                           dtype="float64")
+  alone = jaxviz.render(10, [9], weights=vgg16_weights, schedule=settings, batch=1,
+                        dtype="float64")
+  np.testing.assert_allclose(together[1], alone[0], rtol=0, atol=1e-12)
   assert np.abs(together[0] - together[2]).max() > 1e-3
+  assert np.isfinite(together).all() and 0 <= together.min() and together.max() <= 1
 
 
-def test_lucid_and_maco_render_in_float64(vgg16_weights, magnitude):
-  """(float32 is what the other tests here render.)"""
-  for settings in (LUCID, maco(magnitude)):
-    images = jaxviz.render(10, [2], weights=vgg16_weights, schedule=settings, dtype="float64",
-                           batch=1)
-    assert images.shape == (1, settings.size0, settings.size0, 3)
-    assert np.isfinite(images).all() and 0 <= images.min() and images.max() <= 1
+def test_lucid_renders_in_float64(vgg16_weights):
+  """(float32 is what the other tests here render; MACO's float64 is above.)"""
+  images = jaxviz.render(10, [2], weights=vgg16_weights, schedule=LUCID, dtype="float64",
+                         batch=1)
+  assert images.shape == (1, LUCID.size0, LUCID.size0, 3)
+  assert np.isfinite(images).all() and 0 <= images.min() and images.max() <= 1
 
 
 def test_a_diversity_group_differs_from_independent_renders_and_from_other_groups(

@@ -35,6 +35,11 @@ class Objective:
   def channel_only(self) -> str | None:
     return None
 
+  def units(self, shapes: dict[str, tuple[int, ...]]) -> int | None:
+    """How many units (maps) it can be asked for, given the shapes (N, h, w, C) of the
+    layers it reads; None if `unit` is not an index it uses."""
+    return None
+
   def spec(self) -> dict:
     raise NotImplementedError
 
@@ -111,6 +116,10 @@ class Sum(Objective):
     reads = {term.channel_only() for _, term in self.terms if term.layers()}
     return reads.pop() if len(reads) == 1 and None not in reads else None
 
+  def units(self, shapes):
+    counts = [count for _, term in self.terms if (count := term.units(shapes)) is not None]
+    return min(counts, default=None)
+
   def spec(self) -> dict:
     return {"sum": [[weight, term.spec()] for weight, term in self.terms]}
 
@@ -129,6 +138,9 @@ class Channel(Objective):
 
   def channel_only(self) -> str | None:
     return self.layer
+
+  def units(self, shapes):
+    return shapes[self.layer][-1]
 
   def spec(self) -> dict:
     return {"channel": self.layer}
@@ -151,6 +163,9 @@ class Neuron(Objective):
 
   def channel_only(self) -> str | None:
     return self.layer
+
+  def units(self, shapes):
+    return shapes[self.layer][-1]
 
   def spec(self) -> dict:
     return {"neuron": self.layer, "position": list(self.position) if self.position else None}

@@ -292,15 +292,22 @@ class MacoRecipe:
   """MACO (Fel et al. 2023) as horama runs it: a fixed magnitude spectrum and an
   optimised phase (`params.Maco`), 6 noisy random crops per step resized to the
   model's 224 px (`transforms.CropsWithNoise`), torch's NAdam (lr 1.0), 1000 steps
-  at 1280 px (horama's defaults; small sizes need a spectrum of their size)."""
+  at the spectrum's side (horama's defaults, with its 1280 px spectrum). The
+  spectrum is a `Constant` or an array, (3, S, S // 2 + 1) (`jaxviz spectrum`)."""
 
   spectrum: params_lib.Constant
-  size0: int = 1280
+  size0: int | None = None  # the spectrum's side (horama's default spectrum: 1280)
   steps: int = 1000
   lr: float = 1.0
   crops: int = 6
   noise: float = 0.05
   crop_side: int = 224
+
+  def __post_init__(self):
+    # An array (np.load of a `jaxviz spectrum` file) is as good as a Constant.
+    object.__setattr__(self, "spectrum", params_lib.as_spectrum(self.spectrum))
+    if self.size0 is None:
+      object.__setattr__(self, "size0", int(self.spectrum.array.shape[1]))
 
   def sides(self) -> tuple[int, ...]:
     return (self.size0,)
