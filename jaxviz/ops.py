@@ -70,8 +70,9 @@ def cubic_resize_matrix(in_size: int, out_size: int, a: float = OPENCV_CUBIC_A) 
   return matrix
 
 
-def _separable(image: jax.Array, rows: np.ndarray, cols: np.ndarray) -> jax.Array:
-  """(H, W, C) -> (len(rows), len(cols), C) with row and column weight matrices."""
+def separable(image: jax.Array, rows, cols) -> jax.Array:
+  """(H, W, C) -> (len(rows), len(cols), C) with row and column weight matrices (numpy
+  or traced: a transform's table row)."""
   # HIGHEST: on GPU the default would round the weights to TF32.
   return jnp.einsum("oh,hwc,pw->opc", jnp.asarray(rows, image.dtype), image,
                     jnp.asarray(cols, image.dtype), precision=jax.lax.Precision.HIGHEST)
@@ -83,7 +84,7 @@ def resize_bicubic(image: jax.Array, height: int, width: int) -> jax.Array:
   Values are not clipped: cubic interpolation overshoots near edges, as the
   originals do.
   """
-  return _separable(image, cubic_resize_matrix(image.shape[0], height),
+  return separable(image, cubic_resize_matrix(image.shape[0], height),
                     cubic_resize_matrix(image.shape[1], width))
 
 
@@ -136,7 +137,7 @@ def linear_align_corners_matrix(in_size: int, out_size: int) -> np.ndarray:
 def resize_bilinear_align_corners(image: jax.Array, height: int, width: int) -> jax.Array:
   """(H, W, C) -> (height, width, C): `F.interpolate(mode="bilinear",
   align_corners=True)`, lucent's `Upsample` and `random_scale`."""
-  return _separable(image, linear_align_corners_matrix(image.shape[0], height),
+  return separable(image, linear_align_corners_matrix(image.shape[0], height),
                     linear_align_corners_matrix(image.shape[1], width))
 
 
@@ -167,8 +168,20 @@ def antialiased_cubic_align_corners_matrix(in_size: int, out_size: int,
 def resize_antialiased_cubic(image: jax.Array, height: int, width: int) -> jax.Array:
   """(H, W, C) -> (height, width, C), horama's `F.interpolate(mode="bicubic",
   align_corners=True, antialias=True)` (Keys a = -0.5, not OpenCV's -0.75)."""
-  return _separable(image, antialiased_cubic_align_corners_matrix(image.shape[0], height),
+  return separable(image, antialiased_cubic_align_corners_matrix(image.shape[0], height),
                     antialiased_cubic_align_corners_matrix(image.shape[1], width))
+
+
+def shift_matrix(size: int, offset: jax.Array) -> jax.Array:
+  """(size, size): out[i] = signal sampled at i + offset, bilinear, zeros outside (as
+  `warp_bilinear` samples a translation, one axis at a time); `offset` may be traced."""
+  low = jnp.floor(offset)
+  frac = offset - low
+  source = jnp.arange(size)[:, None] + low.astype(jnp.int32)
+  columns = jnp.arange(size)[None, :]
+  dtype = jnp.result_type(offset)
+  return (jnp.where(columns == source, 1 - frac, 0).astype(dtype)
+          + jnp.where(columns == source + 1, frac, 0).astype(dtype))
 
 
 def warp_bilinear(image: jax.Array, source_of: jax.Array) -> jax.Array:
@@ -185,15 +198,18 @@ def warp_bilinear(image: jax.Array, source_of: jax.Array) -> jax.Array:
   points = jnp.stack([xs, ys, jnp.ones_like(xs)], axis=-1) @ source_of.T.astype(image.dtype)
   x, y = points[..., 0], points[..., 1]
   x0, y0 = jnp.floor(x), jnp.floor(y)
-  out = jnp.zeros_like(image)
-  for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-    xi, yi = x0 + dx, y0 + dy
-    weight = (1 - jnp.abs(x - xi)) * (1 - jnp.abs(y - yi))
-    inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
-    pixel = image[jnp.clip(yi, 0, height - 1).astype(jnp.int32),
-                  jnp.clip(xi, 0, width - 1).astype(jnp.int32)]
-    out = out + jnp.where(inside, weight, 0)[..., None] * pixel
-  return out
+  # The four neighbours in one gather from the flattened image (one gather, and one
+  # scatter in the gradient, compile far faster than four).
+  corners = ((0, 0), (1, 0), (0, 1), (1, 1))
+  xi = jnp.stack([x0 + dx for dx, _ in corners])
+  yi = jnp.stack([y0 + dy for _, dy in corners])
+  weights = (1 - jnp.abs(x - xi)) * (1 - jnp.abs(y - yi))
+  inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
+  index = (jnp.clip(yi, 0, height - 1).astype(jnp.int32) * width
+           + jnp.clip(xi, 0, width - 1).astype(jnp.int32))
+  pixels = image.reshape(height * width, -1)[index]
+  terms = jnp.where(inside, weights, 0)[..., None] * pixels
+  return ((terms[0] + terms[1]) + terms[2]) + terms[3]
 
 
 def roi_align(image: jax.Array, box: jax.Array, side: int) -> jax.Array:

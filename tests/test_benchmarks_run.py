@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,19 @@ def test_render_benchmark_reports_every_loop(tmp_path):
     assert needle in output
   figures = json.loads(figures_path.read_text())
   assert figures["jaxviz_maps_per_s"] > 0 and figures["cli_warm_s"] > 0
+
+
+def test_the_gpu_check_runs_in_its_dry_run(tmp_path):
+  """benchmarks/gpu_check.sh with --dry-run: every part, tiny sizes, on this CPU; so that
+  the script a lent GPU runs has already run once."""
+  result = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "JAXVIZ_GPU_CHECK_OUT": str(tmp_path),
+                               "PYTHON": sys.executable})
+  assert result.returncode == 0, result.stdout + result.stderr
+  for part in ("tests", "layer", "lucid"):
+    assert f"== {part}: exit 0" in result.stdout
+  layer = json.loads((tmp_path / "gpu_layer.json").read_text())
+  assert layer["layer"] == 2 and layer["s_per_map"] > 0 and layer["useful_tflops"] > 0
+  lucid = json.loads((tmp_path / "gpu_lucid_vs_lucent.json").read_text())
+  assert lucid["speedup_vs_lucent"] > 0

@@ -51,6 +51,7 @@ def pngs(folder: Path) -> dict[str, np.ndarray]:
 FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 
 
+@pytest.mark.cpu_only(reason="four forced host devices are CPU devices")
 @pytest.mark.parametrize("dtype,batch,maps", [("float64", 8, 12), ("float32", 16, 20)])
 def test_four_host_devices_render_the_same_images_as_one(tmp_path, dtype, batch, maps):
   """2 maps per device (float64) and 4 (float32), each over two batches, the last
@@ -106,6 +107,7 @@ for name, lowered in programs.items():
 """
 
 
+@pytest.mark.cpu_only(reason="the 4-device mesh is made of forced host devices")
 def test_sharded_programs_hold_no_collective():
   """Maps are independent: no per-step or per-scale program may talk between devices
   (an all-gather there deadlocked a 4-device sweep with several maps per device)."""
@@ -146,6 +148,7 @@ def wait_until_gone(pids: list[int], seconds: float) -> bool:
   return False
 
 
+@pytest.mark.cpu_only(reason="counts the worker processes, one per core on CPU")
 def test_kill_9_then_resume_equals_an_uninterrupted_sweep(tmp_path):
   whole, killed = tmp_path / "whole", tmp_path / "killed"
   extra = ("--maps", "0:24", "--batch", "2", "--dtype", "float64")
@@ -211,6 +214,7 @@ def distributed_sweeps(out: Path, *extra: str) -> list[subprocess.Popen]:
                            env={**env, "JAX_PROCESS_ID": str(k)}) for k in (0, 1)]
 
 
+@pytest.mark.cpu_only(reason="two processes would each take the one GPU's memory")
 def test_two_distributed_processes_survive_a_kill_and_equal_one(tmp_path):
   """A real jax.distributed run on loopback: process 0 is killed mid-way (the other
   stops too, as JAX does), both are rerun, and the merged directory equals a single
@@ -253,6 +257,7 @@ def layer_auto_batch(schedule, target, params, devices=None):
                               devices=devices)
 
 
+@pytest.mark.cpu_only(reason="checks the CPU batch rule on this machine's devices")
 def test_auto_batch_is_sane_on_cpu_and_scales_with_gpu_memory(vgg16_weights):
   params = vgg16_weights.params
   conv5_1 = resolve_target(24)

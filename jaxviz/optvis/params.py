@@ -31,6 +31,13 @@ from jaxviz.errors import SettingError
 from jaxviz.optvis import models
 
 
+def _draw(sampler, key, shape, dtype) -> jax.Array:
+  """A random start, drawn in float32 and then cast to `dtype`: JAX's samplers give
+  other numbers in float64, and a float64 render (the verification mode) must
+  start where the float32 render of the same seed does."""
+  return sampler(key, shape, jnp.float32).astype(dtype)
+
+
 class Parameterisation:
   """Base class: subclasses are frozen dataclasses (see the module docstring)."""
 
@@ -89,7 +96,7 @@ class NormalisedPixels(Parameterisation):
   @staticmethod
   def noise(key, side: int, group: int, dtype) -> jax.Array:
     """The start images, (group, side, side, 3) RGB: near-grey noise."""
-    return (jax.random.uniform(key, (group, side, side, 3), dtype) * 20 + 128) / 255
+    return (_draw(jax.random.uniform, key, (group, side, side, 3), dtype) * 20 + 128) / 255
 
   def init(self, key, side, group, dtype, model):
     return models.preprocess(model, self.noise(key, side, group, dtype))
@@ -172,7 +179,7 @@ class Fourier(Parameterisation):
 
   def init(self, key, side, group, dtype, model):
     wf = rfft2d_freqs(side, side).shape[1]
-    return jax.random.normal(key, (group, 3, side, wf, 2), dtype) * self.sd
+    return _draw(jax.random.normal, key, (group, 3, side, wf, 2), dtype) * self.sd
 
   def images(self, var, model):
     side = var.shape[2]
@@ -206,6 +213,26 @@ def standardise(values: jax.Array) -> jax.Array:
   return centred / (std + 1e-4)
 
 
+def as_spectrum(value, where: str = "the spectrum") -> Constant:
+  """A MACO magnitude spectrum, (3, S, S // 2 + 1), finite, as a float32 `Constant`;
+  `value` is a `Constant` or an array. `where` names it in errors."""
+  array = value.array if isinstance(value, Constant) else value
+  try:
+    array = np.asarray(array)
+  except (TypeError, ValueError):
+    array = np.asarray(None)
+  if (array.ndim != 3 or array.shape[0] != 3 or array.shape[1] < 2
+      or array.shape[2] != array.shape[1] // 2 + 1
+      or not np.issubdtype(array.dtype, np.floating)):
+    raise SettingError("spectrum", f"{where} holds a {array.dtype} array of shape "
+                                   f"{array.shape}, not a (3, S, S // 2 + 1) magnitude spectrum")
+  if not np.isfinite(array).all():
+    raise SettingError("spectrum", f"{where} holds non-finite values")
+  if isinstance(value, Constant) and array.dtype == np.float32:
+    return value
+  return Constant(array.astype(np.float32))
+
+
 @dataclasses.dataclass(frozen=True)
 class Maco(Parameterisation):
   """MACO (Fel et al. 2023), as horama's `maco_preconditioner`: a fixed magnitude
@@ -236,7 +263,7 @@ class Maco(Parameterisation):
     if side % 2:
       raise SettingError("size", f"must be even for MACO, got {side}")
     self._magnitude(side, dtype)
-    return jax.random.normal(key, (group, 3, side, side // 2 + 1), dtype)
+    return _draw(jax.random.normal, key, (group, 3, side, side // 2 + 1), dtype)
 
   def _one(self, phase: jax.Array) -> jax.Array:
     phase = standardise(phase)

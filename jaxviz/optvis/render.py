@@ -36,9 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxviz import ops
 from jaxviz.errors import SettingError
 from jaxviz.optvis import models
+from jaxviz.optvis import transforms as transforms_lib
 from jaxviz.optvis.recipes import Recipe
 
 DTYPES = ("float32", "float64")
@@ -83,7 +83,8 @@ def map_keys(key: jax.Array, unit: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def start(recipe: Recipe, model, key, unit, dtype, photo=None):
-  """Map `unit`'s variable: drawn from its init key, or from `photo` (H, W, 3)."""
+  """Map `unit`'s start variable: drawn from its init key (the same sample in float32
+  and float64), or from `photo` (H, W, 3)."""
   if photo is not None:
     return recipe.param.from_photo(photo, recipe.sides[0], recipe.group, model)
   return recipe.param.init(map_keys(key, unit)[0], recipe.sides[0], recipe.group, dtype, model)
@@ -94,24 +95,24 @@ def model_input(recipe: Recipe, model, var, step_key: jax.Array | None) -> jax.A
   transform makes several views of each image).
 
   The parameterisation's images, then the random transforms when a step key is
-  given (in the parameterisation's space), then the model's normalisation if
-  that space is RGB, then the resize to `recipe.input_side` if it has one.
-  A transform that changes the image size by a random draw runs the rest
-  inside each of its branches (`transforms.Compose`).
+  given (in the parameterisation's space, on a canvas: `transforms`), then the
+  model's normalisation if that space is RGB, then the resize to
+  `recipe.input_side` if it has one. One program serves every draw.
   """
   images = recipe.param.images(var, model)
-
-  def finish(images):
-    if recipe.param.space == "rgb":
-      images = models.preprocess(model, images)
-    if recipe.input_side is not None:
-      images = jax.vmap(lambda one: ops.resize_bilinear_align_corners(
-          one, recipe.input_side, recipe.input_side))(images)
-    return images
-
-  if step_key is None or not recipe.transforms:
-    return finish(images)
-  return recipe.transforms.apply(recipe.transforms.draw(step_key), images, finish)
+  sides, which = (images.shape[1],), jnp.int32(0)
+  if step_key is not None and recipe.transforms:
+    images, which = recipe.transforms.apply(recipe.transforms.draw(step_key), images, which,
+                                            sides)
+    sides = recipe.transforms.out_sides(sides)
+  if recipe.param.space == "rgb":
+    images = models.preprocess(model, images)
+  if recipe.input_side is not None:
+    return transforms_lib.resize(images, which, sides, recipe.input_side)
+  if len(sides) > 1:
+    raise ValueError("the transforms change the image's side by a random draw, so the "
+                     "recipe needs an input_side to bring the model one size")
+  return images
 
 
 def objective_value(recipe: Recipe, model, params, var, unit, step_key=None) -> jax.Array:
@@ -121,13 +122,28 @@ def objective_value(recipe: Recipe, model, params, var, unit, step_key=None) -> 
   return recipe.objective(features, recipe.param.to_image(var, model), unit)
 
 
+def step_key(key: jax.Array, unit, step) -> jax.Array:
+  """The key of global step `step` (counted over all scales) of map `unit`: its
+  transforms are `recipe.transforms.draw(step_key(key, unit, step))`."""
+  return jax.random.fold_in(map_keys(key, unit)[1], step)
+
+
+def step_draws(recipe: Recipe, key: jax.Array, unit: int) -> Any:
+  """Every step's transform choices for map `unit`, stacked over the render's steps (a
+  pytree whose leaves lead with `recipe.total_steps()`): with `start`, what a render
+  uses, to hand to another implementation so that it renders the same sample."""
+  steps = jnp.arange(recipe.total_steps(), dtype=jnp.int32)
+  return jax.vmap(lambda step: recipe.transforms.draw(step_key(key, unit, step)))(steps)
+
+
 def ascent_step(recipe: Recipe, model, params, var, opt_state, unit, key, step):
-  """One optimiser step that raises the objective; returns (variable, state)."""
-  step_key = jax.random.fold_in(map_keys(key, unit)[1], step)
-  grad = jax.grad(objective_value, argnums=3)(recipe, model, params, var, unit, step_key)
+  """One optimiser step that raises the objective; returns (variable, state, the
+  objective on this step's input, before the step)."""
+  value, grad = jax.value_and_grad(objective_value, argnums=3)(
+      recipe, model, params, var, unit, step_key(key, unit, step))
   updates, opt_state = recipe.optimizer.make().update(jax.tree.map(jnp.negative, grad),
                                                       opt_state, var)
-  return jax.tree.map(jnp.add, var, updates), opt_state
+  return jax.tree.map(jnp.add, var, updates), opt_state, value
 
 
 def is_dead(recipe: Recipe, model, params, var, unit) -> jax.Array:
@@ -187,27 +203,20 @@ def batched_dead(recipe, model, mesh, params, variables, units):
   return _over_maps(one, mesh, 1)(params, variables, units)
 
 
-def _each_map(function):
-  """`jax.vmap(function)`, except that a batch of one map runs unbatched: under vmap a
-  random transform's `lax.switch` (lucid's random scale) becomes a select that runs
-  every branch, so a lone map (CPU's usual batch) would pay for all eleven scales."""
-  def run(*args):
-    if jax.tree.leaves(args)[0].shape[0] == 1:
-      return jax.tree.map(lambda leaf: leaf[None], function(*jax.tree.map(lambda a: a[0], args)))
-    return jax.vmap(function)(*args)
-  return run
-
-
 def _steps(recipe, model, params, key, steps, variables, opt_states, units):
-  """`len(steps)` ascent steps of every map of the batch (one device's share)."""
+  """`len(steps)` ascent steps of every map of the batch (one device's share); returns
+  (variables, states, objectives (len(steps), B))."""
   def one_step(carry, step):
     def one(var, opt_state, unit):
       return ascent_step(recipe, model, params, var, opt_state, unit, key, step)
-    return _each_map(one)(*carry, units), None
+    variables, opt_states, values = jax.vmap(one)(*carry, units)
+    return (variables, opt_states), values
 
   if steps.shape[0] == 1:
-    return one_step((variables, opt_states), steps[0])[0]
-  return jax.lax.scan(one_step, (variables, opt_states), steps)[0]
+    carry, values = one_step((variables, opt_states), steps[0])
+    return (*carry, values[None])
+  carry, values = jax.lax.scan(one_step, (variables, opt_states), steps)
+  return (*carry, values)
 
 
 @functools.partial(jax.jit, static_argnames=(*_STATIC, "num_steps"))
@@ -217,7 +226,9 @@ def batched_steps(recipe, model, mesh, params, key, first_step, variables, opt_s
   calls this from Python) or a whole scale in one `lax.scan` (the "scan" driver)."""
   def run(params, key, first_step, variables, opt_states, units):
     steps = first_step + jnp.arange(num_steps, dtype=jnp.int32)
-    return _steps(recipe, model, params, key, steps, variables, opt_states, units)
+    variables, opt_states, values = _steps(recipe, model, params, key, steps, variables,
+                                           opt_states, units)
+    return variables, opt_states, values.T  # maps first, for the mesh's split
   return _over_maps(run, mesh, 3)(params, key, first_step, variables, opt_states, units)
 
 
@@ -246,12 +257,15 @@ class BatchResult:
     images: (B, group, S, S, 3) final images in [0, 1].
     objectives: (B, scales) each map's objective at the end of each scale.
     dead_at_start: (B,) bool (`is_dead` on the start variable).
+    trace: (B, total steps) the objective each step maximised, on its own
+      transformed input, before its update.
   """
 
   maps: np.ndarray
   images: np.ndarray
   objectives: np.ndarray
   dead_at_start: np.ndarray
+  trace: np.ndarray
 
   def failure(self, row: int) -> str | None:
     """Why map `row` failed, or None: its objective or image stopped being finite
@@ -267,7 +281,7 @@ class BatchResult:
   def first(self, count: int) -> "BatchResult":
     """The first `count` maps: drops a padded batch's padding."""
     return BatchResult(self.maps[:count], self.images[:count], self.objectives[:count],
-                       self.dead_at_start[:count])
+                       self.dead_at_start[:count], self.trace[:count])
 
 
 def render_batch(recipe: Recipe, model, params: Any, units, key: jax.Array, *,
@@ -300,15 +314,15 @@ def render_batch(recipe: Recipe, model, params: Any, units, key: jax.Array, *,
                                            units=units)
     dead = batched_dead(**static, params=params, variables=variables, units=units)
     step = 0
-    objectives = []
+    objectives, trace = [], []
     for scale, num_steps in enumerate(recipe.steps):
       opt_states = batched_optimizer_init(**static, variables=variables)
       chunks = [num_steps] if driver == "scan" else [1] * num_steps
       for chunk in chunks:
-        variables, opt_states = batched_steps(**static, params=params, key=key,
-                                              first_step=jnp.int32(step),
-                                              variables=variables, opt_states=opt_states,
-                                              units=units, num_steps=chunk)
+        variables, opt_states, values = batched_steps(
+            **static, params=params, key=key, first_step=jnp.int32(step), variables=variables,
+            opt_states=opt_states, units=units, num_steps=chunk)
+        trace.append(values)
         step += chunk
         if on_steps:
           on_steps(chunk, scale)
@@ -319,4 +333,5 @@ def render_batch(recipe: Recipe, model, params: Any, units, key: jax.Array, *,
         variables = batched_next_scale(**static, variables=variables,
                                        side=recipe.sides[scale + 1])
     return BatchResult(np.asarray(units), np.asarray(jnp.clip(images, 0.0, 1.0)),
-                       np.stack(objectives, 1), np.asarray(dead))
+                       np.stack(objectives, 1), np.asarray(dead),
+                       np.concatenate([np.asarray(values) for values in trace], axis=1))
