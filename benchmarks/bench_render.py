@@ -33,61 +33,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision
 
 import jaxviz_convert.torchvision_vgg as torchvision_vgg
 from jaxviz import app, execution, weights as weights_lib, xla_cache
 from jaxviz.optvis import render
 from jaxviz.optvis.recipes import Schedule
-from jaxviz.vgg import Target, resolve_target
+from jaxviz.vgg import resolve_target
 
 from flops import step_flops
-
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-
-
-def torch_loop(model: torch.nn.Module, target: Target, map_index: int, start: np.ndarray,
-               schedule: Schedule, whole_network: bool) -> np.ndarray:
-  """SPEC §2 in eager PyTorch for one map; the write-up's loop when whole_network.
-
-  The write-up's hook on features[L] reads a conv layer after its in-place
-  ReLU; the truncated loop runs up to that ReLU, so both maximise the same thing.
-  """
-  device = next(model.parameters()).device
-  mean = torch.tensor(MEAN, device=device)[:, None, None]
-  std = torch.tensor(STD, device=device)[:, None, None]
-  saved = {}
-  if whole_network:
-    hook = model.features[target.layer.index].register_forward_hook(
-        lambda module, inputs, output: saved.__setitem__("activation", output))
-    forward = model
-  else:
-    forward = model.features[: target.read.index + 1]
-  image = torch.from_numpy(np.array(start)).permute(2, 0, 1)[None].to(device)
-  sides = schedule.sides()
-  for scale, side in enumerate(sides):
-    x = ((image - mean) / std).detach().requires_grad_(True)
-    adam = torch.optim.Adam([x], lr=schedule.lr, weight_decay=schedule.weight_decay)
-    for _ in range(schedule.steps_at(scale)):
-      adam.zero_grad()
-      output = forward(x)
-      activation = saved["activation"] if whole_network else output
-      loss = -activation[0, map_index].mean()
-      loss.backward()
-      adam.step()
-    with torch.no_grad():
-      image = x.detach() * std + mean
-      if scale + 1 < len(sides):
-        image = F.interpolate(image, size=(sides[scale + 1],) * 2, mode="bicubic",
-                              align_corners=False)
-        pad = schedule.blur // 2
-        image = F.avg_pool2d(F.pad(image, (pad,) * 4, mode="reflect"), schedule.blur, stride=1)
-  if whole_network:
-    hook.remove()
-  return image.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-
+from torch_loops import torch_loop
 
 def time_cli_start(weights_file: Path, layer: int, cache_dir: Path) -> float:
   """Wall time of a one-step `jaxviz render` in a fresh process with this XLA cache."""
@@ -150,7 +105,8 @@ def main() -> None:
   def run_torch(name: str, whole: bool) -> None:
     began = time.perf_counter()
     for map_index in torch_maps:
-      torch_loop(model, target, map_index, starts[map_index], schedule, whole)
+      torch_loop(model, target.layer.index, target.read.index, map_index, starts[map_index],
+                 schedule, whole)
     if torch_device == "cuda":
       torch.cuda.synchronize()
     seconds = time.perf_counter() - began

@@ -156,28 +156,19 @@ def imagenet_categories() -> list[str]:
   return list(torchvision.models.VGG16_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def load_pth_as_weights(path: str | os.PathLike, arch: str | None = None) -> weights_lib.Weights:
-  """A torchvision `.pth` -> Weights, converted in memory."""
-  path = Path(path)
-  state_dict = read_pth(path)
-  arch = _arch_of(state_dict, arch, str(path))
-  flat = state_dict_to_flat(state_dict, arch, str(path))
-  return weights_lib.Weights(weights_lib.nest(flat), arch, fileio.display(path),
-                             fileio.sha256_file(path),
-                             tuple(imagenet_categories()))
-
-
 def convert_file(src: str | os.PathLike, dst: str | os.PathLike,
-                 arch: str | None = None) -> str:
+                 arch: str | None = None, source_sha256: str | None = None) -> str:
   """Converts a torchvision `.pth` into a jaxviz `.safetensors`; returns the arch.
 
   The output is written atomically: a failed conversion leaves no file.
+  `source_sha256` is the source's hash if the caller knows it already.
   """
   src = Path(src)
   state_dict = read_pth(src)
   arch = _arch_of(state_dict, arch, str(src))
   flat = state_dict_to_flat(state_dict, arch, str(src))
-  weights_lib.save(dst, flat, arch=arch, source=src.name, source_sha256=fileio.sha256_file(src),
+  weights_lib.save(dst, flat, arch=arch, source=src.name,
+                   source_sha256=source_sha256 or fileio.sha256_file(src),
                    categories=imagenet_categories())
   return arch
 

@@ -61,7 +61,7 @@ def as_photo(path_or_image, name: str = "photo") -> np.ndarray:
 
 
 def _run(recipe: recipes.Recipe, model, params, units: list[int], options: RenderOptions,
-         photo, progress) -> np.ndarray:
+         photo, progress, params_loader=None) -> np.ndarray:
   """Every unit's images, (N, group, S, S, 3); raises if any map failed.
 
   `progress`: True shows a progress bar (in a terminal or a notebook), a
@@ -76,7 +76,8 @@ def _run(recipe: recipes.Recipe, model, params, units: list[int], options: Rende
       events = progress_lib.CallbackEvents(progress)
     else:
       events = app.RenderEvents()
-    results = list(app.render_units(recipe, model, params, units, options, events, photo=photo))
+    results = list(app.render_units(recipe, model, params, units, options, events, photo=photo,
+                                    params_loader=params_loader))
     events.finished()
   failed = {int(m): reason for result in results
             for m, reason in zip(result.maps, map(result.failure, range(len(result.maps))))
@@ -128,8 +129,10 @@ def render_layer(layer: str | int, maps: Sequence[int] | str, *,
     maps = ",".join(str(int(m)) for m in maps)
   options = RenderOptions(seed, schedule, batch, dtype, driver, diversity)
   photo = None if init is None else app.photo_start(init, schedule.size0, dtype)
-  images = _run(app.layer_recipe(target, schedule, diversity), target.model, loaded.params,
-                layers.parse_maps(maps, target.layer), options, photo, progress)
+  recipe = app.layer_recipe(target, schedule, diversity)
+  params, loader = app.layer_params(loaded, target, recipe)
+  images = _run(recipe, target.model, params, layers.parse_maps(maps, target.layer), options,
+                photo, progress, loader)
   return images[:, 0] if diversity == 1 else images
 
 

@@ -6,6 +6,8 @@ The CLI parses, calls these and prints; `jaxviz.api` wraps them for notebooks.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -35,8 +37,9 @@ def _torch_side():
   return torchvision_vgg
 
 
-def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH) -> weights_lib.Weights:
-  """A `--weights` value as Weights.
+def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH,
+                 say=None) -> weights_lib.Weights:
+  """A `--weights` value as Weights (their tensors are read when needed).
 
   * `imagenet` (default): the converted file in the user cache
     (`<cache>/<arch>-imagenet.safetensors`). If it is absent, torchvision
@@ -44,8 +47,11 @@ def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH) ->
     converts it once.
   * `random` or `random:SEED`: torchvision's initialisation from a seeded key;
     every output that uses it says so.
-  * a path: a `.safetensors` written by the converter, or a torchvision
-    `.pth` state dict (converted in memory).
+  * a path: a `.safetensors` written by the converter, or a torchvision `.pth`
+    state dict, converted once into the user cache (`<cache>/converted/<its
+    sha256>.safetensors`); later commands read the converted file, without torch.
+
+  `say(line)`, if given, is told when a file is converted.
   """
   layers_lib.check_arch(arch)
   spec = spec.strip()
@@ -61,11 +67,26 @@ def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH) ->
     return weights_lib.load_safetensors(cached, label="imagenet")
   path = Path(spec).expanduser()
   if path.suffix in (".pth", ".pt"):
-    return _torch_side().load_pth_as_weights(path)
+    return _converted_pth(path, say)
   if path.suffix == ".safetensors" or path.exists():
     return weights_lib.load_safetensors(path)
   raise JaxvizError(f"--weights {spec!r} is not 'imagenet', 'random[:SEED]' or an existing "
                     ".safetensors/.pth file")
+
+
+def _converted_pth(path: Path, say=None) -> weights_lib.Weights:
+  """A `.pth` through its converted copy in the user cache, named by the `.pth`'s
+  sha256 (so a render's identity is the `.pth`'s, whichever copy was read)."""
+  if not path.is_file():
+    raise JaxvizError(f"weights file not found: {fileio.display(path)}")
+  digest = weights_lib.file_digest(path)
+  cached = weights_lib.converted_path(digest)
+  if not cached.is_file():
+    if say:
+      say(f"converting {fileio.display(path)} once; later commands read "
+          f"{fileio.display(cached)}")
+    _torch_side().convert_file(path, cached, source_sha256=digest)
+  return weights_lib.load_safetensors(cached, label=fileio.display(path), sha256=digest)
 
 
 # Renders of a VGG layer (SPEC §2).
@@ -94,6 +115,19 @@ def layer_recipe(target: vgg.Target, schedule=recipes.Schedule(),
   if diversity > 1:
     objective = objective + DIVERSITY_WEIGHT * objectives.Diversity(target.read.name)
   return schedule.recipe(objective, group=diversity)
+
+
+def import_meanwhile(module: str) -> None:
+  """Imports `module` in a background thread: matplotlib takes most of a second to
+  import, which costs nothing while the rendering runs in other processes (a later
+  import of it waits for this one)."""
+  threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()
+
+
+def layer_params(loaded: weights_lib.Weights, target: vgg.Target, recipe: recipes.Recipe):
+  """(the parameters `recipe` needs of `loaded`, a picklable loader of the same)."""
+  modules = target.model.modules(recipe.objective.layers())
+  return loaded.subset(modules), loaded.loader(modules)
 
 
 def map_image(images: np.ndarray) -> np.ndarray:
@@ -182,12 +216,14 @@ def _work(recipe: recipes.Recipe, per_step: Sequence[int], maps: int, batch: int
 def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
                  options: RenderOptions, events: RenderEvents = RenderEvents(), *,
                  photo: np.ndarray | None = None, skipped: int = 0,
-                 preview: recipes.Recipe | None = None, run: dict | None = None):
+                 preview: recipes.Recipe | None = None, run: dict | None = None,
+                 params_loader=None):
   """Renders `units` where `execution` decides; yields each finished batch.
 
   Tells `events` the plan (`skipped` maps already done; the `preview` recipe's
   work for comparison) and the work as it is done. `run`, if given, receives
-  the batch and worker count (for the record).
+  the batch and worker count (for the record). `params_loader` lets worker
+  processes read the parameters themselves (`execution.iter_render`).
   """
   units = list(units)
   execution.check_model(recipe, model, params, units)
@@ -209,7 +245,7 @@ def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
       recipe, model, params, units, prng_key(options.seed), batch=batch, mesh=mesh,
       workers=workers, dtype=options.dtype, driver=options.driver, photo=photo,
       on_steps=lambda count, scale: events.work(count * per_step[scale] * run_batch),
-      on_out_of_memory=events.out_of_memory)
+      on_out_of_memory=events.out_of_memory, params_loader=params_loader)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,8 +291,8 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
   maps = list(maps)[process_index::process_count]
   preview = layer_recipe(target, options.schedule.preview(), options.diversity)
   if all(m in directory.finished() for m in maps):
-    list(render_units(recipe, target.model, loaded.params, [], options, events,
-                      skipped=len(maps), preview=preview))  # tells `events` the plan
+    list(render_units(recipe, target.model, layer_params(loaded, target, recipe)[0], [],
+                      options, events, skipped=len(maps), preview=preview))  # the plan
     events.finished()
     return RenderOutcome(directory.record, [], len(maps), {}, 0.0)
   fileio.ensure_writable_dir(out_dir)
@@ -275,11 +311,14 @@ def _render_into(directory: store.RenderDirectory, loaded, target, recipe, previ
   todo = [m for m in maps if m not in done]
   run = {"maps": todo, "driver": resolve_driver(options.driver),
          "jax_version": jax.__version__, "device": device_description(), "wall_time_s": 0.0}
-  results = render_units(recipe, target.model, loaded.params, todo, options, events,
+  params, loader = layer_params(loaded, target, recipe)
+  results = render_units(recipe, target.model, params, todo, options, events,
                          photo=None if init_path is None else photo_start(
                              init_path, options.schedule.size0, options.dtype),
-                         skipped=len(maps) - len(todo), preview=preview, run=run)
+                         skipped=len(maps) - len(todo), preview=preview, run=run,
+                         params_loader=loader)
   directory.record["runs"].append(run)
+  import_meanwhile("jaxviz.figures")  # for grid.png, while the parent waits on workers
   provenance = {**target.provenance(), "recipe": recipe.name,
                 "settings_hash": directory.digest, **loaded.provenance(), "seed": options.seed,
                 "dtype": options.dtype}
@@ -335,7 +374,9 @@ def render_maps(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequence[
   options = options.check()
   recipe = layer_recipe(target, options.schedule, options.diversity)
   images, finals, failed = {}, {}, {}
-  for result in render_units(recipe, target.model, loaded.params, maps, options, events):
+  params, loader = layer_params(loaded, target, recipe)
+  for result in render_units(recipe, target.model, params, maps, options, events,
+                             params_loader=loader):
     for row, map_index in enumerate(int(m) for m in result.maps):
       reason = result.failure(row)
       if reason:

@@ -286,7 +286,8 @@ def _load_weights(model: ModelOptions):
   """The weights `--weights`/`--arch` name, said on stderr."""
   from jaxviz import app as app_lib
 
-  loaded = app_lib.load_weights(model.weights, model.arch)
+  loaded = app_lib.load_weights(model.weights, model.arch,
+                                say=lambda line: typer.echo(line, err=True))
   typer.echo(f"weights: {loaded.describe()}", err=True)
   return loaded
 
@@ -509,7 +510,7 @@ def probe(
   Offline: [bold]jaxviz probe house.jpg -l 10 -w random --no-renders -o fig.png[/bold]
   """
   from jaxviz import app as app_lib
-  from jaxviz import fileio, figures, store
+  from jaxviz import fileio
   from jaxviz import probe as probe_lib
 
   if out is not None:
@@ -535,6 +536,7 @@ def probe(
   sys.stdout.flush()
   if out is None:
     return
+  from jaxviz import figures, store  # matplotlib, only for the figure
 
   failed: dict[int, str] = {}
   rendered = None
@@ -589,7 +591,7 @@ def top_images(
 
   Offline: [bold]jaxviz top-images ~/photos -l 10 --map 5 -w random[/bold]
   """
-  from jaxviz import atlas, fileio, figures
+  from jaxviz import atlas, fileio
   from jaxviz import probe as probe_lib
 
   if (map_ is None) == (not all_maps):
@@ -626,6 +628,8 @@ def top_images(
 
   ranked = scores.top_images(map_, top)
   if out is not None:
+    from jaxviz import figures  # matplotlib, only for the grid
+
     title = f"{target.describe()} map {map_}, weights: {loaded.label}"
     figures.titled_grid([fileio.read_image(p) for p, _ in ranked],
                         [f"{p.name}\n{v:.3f}" for p, v in ranked], out, min(3, len(ranked)),

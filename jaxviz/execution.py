@@ -17,9 +17,10 @@ is padded by repeating its last map, and the padding is dropped.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 import pickle
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -126,15 +127,36 @@ def effective_batch(batch: int, num_maps: int, mesh: Mesh | None, workers: int =
   return batch
 
 
-def _activations_at(recipe: Recipe, model, params, side: int) -> list[jax.ShapeDtypeStruct]:
-  """Shapes of the activations one map's forward pass keeps when its images are `side`
-  px: what the model sees is found by tracing the recipe's own path to it (a
-  resize to the model's input side, several crops per image...)."""
+def _shapes_of(params) -> tuple:
+  """A hashable summary of a parameter tree's structure, shapes and dtypes."""
+  leaves, tree = jax.tree.flatten(params)
+  return tree, tuple((tuple(np.shape(leaf)), str(getattr(leaf, "dtype", np.result_type(leaf))))
+                     for leaf in leaves)
+
+
+@functools.lru_cache(maxsize=64)
+def _traced(recipe: Recipe, model, shapes: tuple, side: int):
+  """(the model's input, {name: activation}) shapes of one map's step at `side` px,
+  found by tracing the recipe's own path to the model (a resize to its input side,
+  several crops per image...) and the model: once per recipe, model and side,
+  however many of the checks and estimates below ask (each trace of a network
+  costs a fraction of a second)."""
+  tree, leaves = shapes
+  params = jax.tree.unflatten(tree, [jax.ShapeDtypeStruct(shape, dtype)
+                                      for shape, dtype in leaves])
   inputs = _model_input_shape(recipe, model, side)
   names = recipe.objective.layers()
-  pruned = model.prune(params, names)
-  shapes = jax.eval_shape(lambda p, x: model.features(p, x, names), pruned, inputs)
-  return [inputs, *jax.tree.leaves(shapes)]
+  features = jax.eval_shape(lambda p, x: model.features(p, x, names), params, inputs)
+  return inputs, {name: features[name] for name in names}, jax.tree.leaves(features)
+
+
+def _activations_at(recipe: Recipe, model, params, side: int) -> list[jax.ShapeDtypeStruct]:
+  """Shapes of the activations one map's forward pass keeps when its images are `side`
+  px (the model's input included)."""
+  inputs, _, leaves = _traced(recipe, model, _shapes_of(model.prune(params,
+                                                                    recipe.objective.layers())),
+                              side)
+  return [inputs, *leaves]
 
 
 def check_model(recipe: Recipe, model, params, units: Sequence[int]) -> None:
@@ -148,16 +170,15 @@ def check_model(recipe: Recipe, model, params, units: Sequence[int]) -> None:
   """
   names = recipe.objective.layers()
   try:
-    inputs = _model_input_shape(recipe, model, recipe.sides[0])
-    shapes = jax.eval_shape(lambda p, x: model.features(p, x, names),
-                            model.prune(params, names), inputs)
+    _, read, _ = _traced(recipe, model, _shapes_of(model.prune(params, names)),
+                         recipe.sides[0])
   except JaxvizError:
     raise
   except Exception as error:  # Flax's ScopeParamShapeError, a missing parameter, a shape clash
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
     raise JaxvizError(f"params: the model cannot run with these parameters "
                       f"({type(error).__name__}: {first[:300]})") from None
-  count = recipe.objective.units({name: tuple(shapes[name].shape) for name in names})
+  count = recipe.objective.units({name: tuple(read[name].shape) for name in names})
   bad = [int(u) for u in units if int(u) < 0 or (count is not None and int(u) >= count)]
   if bad:
     limit = f"0..{count - 1}" if count is not None else "0 or more"
@@ -165,6 +186,7 @@ def check_model(recipe: Recipe, model, params, units: Sequence[int]) -> None:
                       f"{', '.join(sorted(names))}, whose units are {limit})")
 
 
+@functools.lru_cache(maxsize=256)
 def _model_input_shape(recipe: Recipe, model, side: int) -> jax.ShapeDtypeStruct:
   """The shape of what the model sees in one step of one map whose images are `side` px,
   found by tracing the recipe's own path to it."""
@@ -250,15 +272,18 @@ def iter_render(recipe: Recipe, model, params, maps: Sequence[int], key: jax.Arr
                 batch: int = 8, mesh: Mesh | None = None, workers: int = 1,
                 dtype: str = "float32", driver: str = "auto", photo: np.ndarray | None = None,
                 on_steps: Callable[[int, int], None] | None = None,
-                on_out_of_memory: Callable[[int], None] | None = None
+                on_out_of_memory: Callable[[int], None] | None = None,
+                params_loader: Callable[[], Any] | None = None
                 ) -> Iterator[render.BatchResult]:
   """Renders all `maps` in padded batches; yields each finished batch, in order.
 
   With `workers` > 1 (CPU), that many pinned processes render batches side
   by side when the setup can be sent to them, else this process renders
-  them. In this process, a JAX out-of-memory error halves the batch and the
-  unfinished maps are retried (`on_out_of_memory(new_batch)` is told); at
-  batch 1 (or one map per device) the error propagates.
+  them; `params_loader` (picklable, returning the pruned parameters) lets each
+  read them itself instead of being sent them. In this process, a JAX
+  out-of-memory error halves the batch and the unfinished maps are retried
+  (`on_out_of_memory(new_batch)` is told); at batch 1 (or one map per device)
+  the error propagates.
   """
   render.check_dtype(dtype)
   pending = list(maps)
@@ -269,7 +294,9 @@ def iter_render(recipe: Recipe, model, params, maps: Sequence[int], key: jax.Arr
       raise ValueError("worker processes and a device mesh are alternatives")
     setup = cpu_workers.Setup(
         recipe=recipe, model=model, key_data=np.asarray(jax.random.key_data(key)),
-        params=jax.tree.map(np.asarray, model.prune(params, recipe.objective.layers())),
+        params=None if params_loader is not None else jax.tree.map(
+            np.asarray, model.prune(params, recipe.objective.layers())),
+        params_loader=params_loader,
         render_kwargs={"dtype": dtype, "driver": driver, "photo": photo},
         jax_config={name: getattr(jax.config, name) for name in xla_cache.SETTINGS})
     if _sendable(setup):

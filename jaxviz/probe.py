@@ -86,7 +86,7 @@ def probe(weights: Weights, photo: np.ndarray, target: Target, *, top: int = 15,
       raise JaxvizError(f"map {map_index} is out of range: layer {layer.index} ({layer.name}) "
                         f"has {layer.channels} maps (0..{layer.channels - 1})")
   resized = ops.resize_bicubic(jnp.asarray(photo, jnp.float32), INPUT_SIDE, INPUT_SIDE)
-  params = vgg.truncate_params(weights.params, target.read, target.arch)
+  params = weights.subset(vgg.needed_modules(target.read, target.arch))
   means = np.asarray(channel_means(params, ops.normalise(resized)[None], target)[0], np.float64)
   check_finite_means(means, target, "the photo")
   order = ranking(means)
@@ -141,7 +141,7 @@ def score_folder(weights: Weights, folder: str | os.PathLike, target: Target, *,
   last batch is padded with zeros so every call has the same shape.
   """
   paths = find_images(folder)
-  params = vgg.truncate_params(weights.params, target.read, target.arch)
+  params = weights.subset(vgg.needed_modules(target.read, target.arch))
   scored, rows, skipped, pending = [], [], [], []
 
   def flush():

@@ -43,7 +43,7 @@ try:
 except ImportError:  # Windows
   fcntl = None
 
-from jaxviz import figures, fileio
+from jaxviz import fileio
 from jaxviz.errors import JaxvizError
 
 RECORD_NAME = "render.json"
@@ -349,6 +349,8 @@ class RenderDirectory:
                  ) -> None:
     """`grid.png`: the finished renders of this identity, `maps` first in their order,
     then any others by index; panels titled "fmap N"."""
+    from jaxviz import figures  # matplotlib: imported while the maps render (`app`)
+
     images = load_renders(self.out_dir, None, self.digest, self._skip_broken)
     order = [m for m in maps if m in images] + sorted(set(images) - set(maps))
     if order:

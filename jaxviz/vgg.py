@@ -11,9 +11,9 @@ Conventions:
   * `precision` is `jax.lax.Precision` for every conv and matmul. On CPU any
     value computes in full float32. On GPU, "default" lets XLA use TF32
     (about 1e-3 relative error, much faster); "highest" is true float32.
-  * The Flax module is the one source of the parameters' shapes
-    (`param_shapes`, by `jax.eval_shape`) and of random initialisation (its
-    initializers are torchvision's).
+  * The parameters' shapes are an explicit table (`param_shapes`), held equal
+    to the Flax module's by a test; random initialisation uses the module's
+    initializers (torchvision's), module by module (`random_module`).
   * `VGGModel` is VGG as an optimisation-core model (`jaxviz.optvis.models`);
     `Target` is a user's layer spec resolved against it (SPEC §1: a conv layer
     is read after its ReLU unless `pre_relu`).
@@ -166,8 +166,7 @@ def truncate_params(params: Params, layer: layers_lib.Layer,
   Passing fewer weights into a jitted function keeps host-to-device copies and
   per-call argument handling small (conv5_1 needs 60 MB of VGG16's 528 MB).
   """
-  needed = {l.name for l in layers_lib.feature_layers(arch)[: layer.index + 1] if l.kind == "conv"}
-  return {name: value for name, value in params.items() if name in needed}
+  return {name: params[name] for name in needed_modules(layer, arch) if name in params}
 
 
 def channel_activation(params: Params, images: jax.Array, layer: layers_lib.Layer,
@@ -210,22 +209,58 @@ _INIT_SIDE = 32
 @functools.lru_cache(maxsize=None)
 def param_shapes(arch: str = layers_lib.DEFAULT_ARCH) -> dict[str, tuple[int, ...]]:
   """The flat key -> shape table of `arch` ("conv1_1.kernel": (3, 3, 3, 64), ...), in
-  network order, read off the Flax module itself."""
+  network order: the explicit table every file is checked against. Written out
+  rather than read off the Flax module (`jax.eval_shape` of its init costs a
+  second of every command's start); a test holds the two equal."""
+  shapes: dict[str, tuple[int, ...]] = {}
+  channels = 3
+  for layer in layers_lib.conv_layers(layers_lib.check_arch(arch)):
+    shapes[f"{layer.name}.kernel"] = (3, 3, channels, layer.channels)
+    shapes[f"{layer.name}.bias"] = (layer.channels,)
+    channels = layer.channels
+  for name, inputs, outputs in layers_lib.CLASSIFIER:
+    shapes[f"{name}.kernel"] = (inputs, outputs)
+    shapes[f"{name}.bias"] = (outputs,)
+  return shapes
+
+
+def flax_param_shapes(arch: str = layers_lib.DEFAULT_ARCH) -> dict[str, tuple[int, ...]]:
+  """The same table read off the Flax module by `jax.eval_shape` (for the test)."""
   images = jax.ShapeDtypeStruct((1, _INIT_SIDE, _INIT_SIDE, 3), jnp.float32)
   variables = jax.eval_shape(VGG(arch=layers_lib.check_arch(arch)).init, jax.random.key(0),
                              images)
-  shapes = {key: tuple(leaf.shape)
-            for key, leaf in traverse_util.flatten_dict(variables["params"], sep=".").items()}
-  modules = [layer.name for layer in layers_lib.conv_layers(arch)]
-  modules += [name for name, _, _ in layers_lib.CLASSIFIER]
-  return {key: shapes[key] for key in (f"{m}.{leaf}" for m in modules for leaf in ("kernel", "bias"))}
+  return {key: tuple(leaf.shape)
+          for key, leaf in traverse_util.flatten_dict(variables["params"], sep=".").items()}
 
 
-@functools.partial(jax.jit, static_argnames="arch")
-def init_params(key: jax.Array, arch: str = layers_lib.DEFAULT_ARCH) -> Params:
-  """Random parameters from the module's (torchvision's) initializers."""
-  images = jnp.zeros((1, _INIT_SIDE, _INIT_SIDE, 3), jnp.float32)
-  return VGG(arch=arch).init(key, images)["params"]
+def module_names(arch: str = layers_lib.DEFAULT_ARCH) -> tuple[str, ...]:
+  """The modules that hold parameters, in network order: conv1_1, ..., fc8."""
+  return tuple(dict.fromkeys(key.split(".")[0] for key in param_shapes(arch)))
+
+
+def needed_modules(layer: layers_lib.Layer, arch: str = layers_lib.DEFAULT_ARCH) -> tuple[str, ...]:
+  """The modules whose parameters the layers up to `layer` use."""
+  return tuple(l.name for l in layers_lib.feature_layers(arch)[: layer.index + 1]
+               if l.kind == "conv")
+
+
+def random_module(key: jax.Array, arch: str, module: str) -> dict[str, np.ndarray]:
+  """One module's random parameters, torchvision's initialisation (the Flax module's
+  initializers: convs kaiming normal, fan_out, ReLU gain; dense normal(0, 0.01);
+  biases 0), drawn from `fold_in(key, the module's position)`: any set of modules
+  is the same as those modules of the whole network."""
+  shapes = param_shapes(arch)
+  position = module_names(arch).index(module)
+  kernel = _random_kernel(jax.random.fold_in(key, position), shapes[f"{module}.kernel"])
+  return {"kernel": np.asarray(kernel), "bias": np.zeros(shapes[f"{module}.bias"], np.float32)}
+
+
+@functools.partial(jax.jit, static_argnames="shape")
+def _random_kernel(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """Jitted, so that its programs are kept in the compilation cache (drawn op by op,
+  each shape's ops compile anew in every process)."""
+  init = CONV_INIT if len(shape) == 4 else DENSE_INIT
+  return init(key, shape, jnp.float32)
 
 
 def _layer_named(arch: str, name: str) -> layers_lib.Layer:
@@ -261,6 +296,11 @@ class VGGModel:
   def prune(self, params: Params, names) -> Params:
     deepest = self._deepest(names)
     return params if deepest is None else truncate_params(params, deepest, self.arch)
+
+  def modules(self, names) -> tuple[str, ...]:
+    """The modules whose parameters the activations in `names` need."""
+    deepest = self._deepest(names)
+    return module_names(self.arch) if deepest is None else needed_modules(deepest, self.arch)
 
   def resolve(self, spec, pre_relu: bool = False) -> "Target":
     """A user's layer spec (`24`, `conv5_1`, `features.24`) as a Target of this network."""

@@ -4,19 +4,31 @@ This module never imports torch. Turning a `--weights` value into Weights,
 which may need the torch side (`convert/`, installed as `jaxviz_convert`) to
 read a `.pth` or download the ImageNet weights, is `jaxviz.app.load_weights`.
 
-The file format: flat keys "conv1_1.kernel", ..., "fc8.bias" (HWIO conv
-kernels, (in, out) dense kernels, fc6 rows in NHWC-flatten order) and string
-metadata: format, arch, source, source_sha256, categories (a JSON list).
-The expected keys and shapes are the Flax module's (`vgg.param_shapes`).
+Conventions:
+  * The file format: flat keys "conv1_1.kernel", ..., "fc8.bias" (HWIO conv
+    kernels, (in, out) dense kernels, fc6 rows in NHWC-flatten order) and
+    string metadata: format, arch, source, source_sha256, categories (a JSON
+    list). The expected keys and shapes are the Flax module's
+    (`vgg.param_shapes`), checked from the header before any tensor is read.
+  * Tensors are read when they are first needed, and only those: a render of
+    conv3_1 reads 7 MB of VGG16's 528 MB (`Weights.subset`), and its worker
+    processes read them from the file themselves (`Weights.loader`) rather
+    than being sent them. Each tensor is checked for NaN and Inf as it is read.
+  * Random weights are drawn module by module from `fold_in(key, module)`, so
+    any subset equals the same modules of the whole draw and costs no disk.
+  * A file's sha256 (part of every render's identity) is remembered in the user
+    cache by path, size, mtime and inode (`file_digest`), so a warm command does
+    not hash 528 MB again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import jax
 import numpy as np
@@ -32,24 +44,95 @@ from jaxviz.settings import prng_key
 FORMAT = "jaxviz-vgg/1"
 CACHE_ENV = "JAXVIZ_CACHE_DIR"
 
+Params = dict[str, dict[str, np.ndarray]]
+
 
 @dataclasses.dataclass(frozen=True)
+class FileSource:
+  """Parameters in a converter-written `.safetensors` (already checked against `arch`)."""
+
+  path: str
+
+  def load(self, arch: str, modules: tuple[str, ...]) -> Params:
+    keys = [f"{module}.{leaf}" for module in modules for leaf in ("kernel", "bias")]
+    try:
+      with safetensors.safe_open(self.path, framework="numpy") as handle:
+        flat = {key: handle.get_tensor(key) for key in keys}
+    except Exception as error:  # safetensors raises several types for a bad file
+      raise JaxvizError(f"cannot read weights {fileio.display(self.path)}: "
+                        f"{(str(error).splitlines() or [type(error).__name__])[0]}") from None
+    check_finite(flat, fileio.display(self.path))
+    return nest(flat)
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomSource:
+  """torchvision's initialisation, module by module, from a PRNG key's data."""
+
+  key_data: tuple[int, ...]
+
+  def load(self, arch: str, modules: tuple[str, ...]) -> Params:
+    key = jax.random.wrap_key_data(np.asarray(self.key_data, np.uint32))
+    return {module: vgg.random_module(key, arch, module) for module in modules}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ArraySource:
+  """Parameters already in memory."""
+
+  params: Params
+
+  def load(self, arch: str, modules: tuple[str, ...]) -> Params:
+    return {module: self.params[module] for module in modules}
+
+
+@dataclasses.dataclass(frozen=True)
+class Loader:
+  """A picklable way to load some modules of some weights in another process (a CPU
+  worker): called, it returns their parameters."""
+
+  source: FileSource | RandomSource | ArraySource
+  arch: str
+  modules: tuple[str, ...]
+
+  def __call__(self) -> Params:
+    return self.source.load(self.arch, self.modules)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Weights:
-  """Parameters and where they came from.
+  """A network's parameters and where they came from; tensors are read when needed.
 
   Attributes:
-    params: `{"conv1_1": {"kernel": (3, 3, 3, 64), "bias": (64,)}, ...}` numpy.
     arch: "vgg16", ...
     label: what outputs print: "imagenet", "random (seed 0)" or the file path.
     sha256: hash of the file the parameters were read from; None if random.
     categories: the 1000 ImageNet class names, when known.
+    source: where the tensors come from (`FileSource`, `RandomSource`, `ArraySource`).
   """
 
-  params: dict[str, dict[str, np.ndarray]]
   arch: str
   label: str
   sha256: str | None
   categories: tuple[str, ...] | None
+  source: FileSource | RandomSource | ArraySource
+
+  @functools.cached_property
+  def params(self) -> Params:
+    """Every module's parameters: `{"conv1_1": {"kernel": (3, 3, 3, 64), "bias": (64,)},
+    ...}` numpy (all of VGG16's 528 MB; `subset` reads only what a layer needs)."""
+    return self.source.load(self.arch, vgg.module_names(self.arch))
+
+  def subset(self, modules: Iterable[str]) -> Params:
+    """The parameters of `modules` only, read (or drawn) now unless already loaded."""
+    modules = tuple(sorted(set(modules)))
+    if "params" in self.__dict__:
+      return {module: self.params[module] for module in modules}
+    return self.source.load(self.arch, modules)
+
+  def loader(self, modules: Iterable[str]) -> Loader:
+    """`subset(modules)` as a picklable callable, for worker processes."""
+    return Loader(self.source, self.arch, tuple(sorted(set(modules))))
 
   @property
   def is_random(self) -> bool:
@@ -63,6 +146,17 @@ class Weights:
   def provenance(self) -> dict:
     """What an output records of the weights that made it (PNG text, `jaxviz info`)."""
     return {"weights": self.label, "random_weights": self.is_random}
+
+
+def from_arrays(params: Params, arch: str, label: str, sha256: str | None = None,
+                categories: tuple[str, ...] | None = None) -> Weights:
+  """Weights whose parameters are already in memory (checked against `arch`, finite)."""
+  flat = flatten(params)
+  report = _shape_report(flat, arch)
+  if report:
+    raise JaxvizError(f"{label} does not hold {arch} parameters: {report}")
+  check_finite(flat, label)
+  return Weights(arch, label, sha256, categories, ArraySource(nest(flat)))
 
 
 def _preview(keys: list[str], limit: int = 6) -> str:
@@ -148,76 +242,95 @@ def write_safetensors(path: str | os.PathLike, flat: dict[str, np.ndarray],
         handle.write(memoryview(value).cast("B"))
 
 
-def load_safetensors(path: str | os.PathLike, label: str | None = None) -> Weights:
-  """Reads a converter-written `.safetensors`, strictly checked against its arch."""
+def load_safetensors(path: str | os.PathLike, label: str | None = None,
+                     sha256: str | None = None) -> Weights:
+  """A converter-written `.safetensors`: its header is read and strictly checked against
+  its arch now, its tensors when they are needed (`Weights.subset`). `sha256`
+  (default: the file's, `file_digest`) names the weights in render identities."""
   path = Path(path)
+  where = fileio.display(path)
   if not path.is_file():
-    raise JaxvizError(f"weights file not found: {path}")
+    raise JaxvizError(f"weights file not found: {where}")
   try:
-    metadata, flat = _read_flat(path)
+    with safetensors.safe_open(str(path), framework="numpy") as handle:
+      metadata = handle.metadata() or {}
+      shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
   except Exception as error:  # safetensors raises several types for a bad header
-    raise JaxvizError(f"cannot read weights {path}: not a complete safetensors file "
+    raise JaxvizError(f"cannot read weights {where}: not a complete safetensors file "
                       f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
                       ) from None
   if metadata.get("format") != FORMAT:
-    raise JaxvizError(f"{path} is a safetensors file but not one written by `jaxviz convert`")
+    raise JaxvizError(f"{where} is a safetensors file but not one written by `jaxviz convert`")
   arch = metadata.get("arch", "")
   if arch not in layers_lib.ARCH_CONFIGS:
-    raise JaxvizError(f"{path}: unknown architecture {arch!r} in its metadata")
-  report = _shape_report(flat, arch)
+    raise JaxvizError(f"{where}: unknown architecture {fileio.display(arch)!r} in its metadata")
+  report = mismatch_report(shapes, vgg.param_shapes(arch))
   if report:
-    raise JaxvizError(f"{path} does not hold {arch} parameters: {report}")
-  check_finite(flat, str(path))
-  categories = tuple(json.loads(metadata.get("categories", "[]"))) or None
-  return Weights(nest(flat), arch, label or fileio.display(path), fileio.sha256_file(path),
-                 categories)
+    raise JaxvizError(f"{where} does not hold {arch} parameters: {report}")
+  if path.stat().st_size != 8 + _header_size(path) + 4 * sum(
+      int(np.prod(shape)) for shape in shapes.values()):
+    raise JaxvizError(f"cannot read weights {where}: not a complete safetensors file "
+                      "(its size does not match its header)")
+  try:
+    categories = tuple(json.loads(metadata.get("categories", "[]"))) or None
+  except json.JSONDecodeError:
+    categories = None
+  return Weights(arch, label or where, sha256 or file_digest(path), categories,
+                 FileSource(str(path.resolve())))
 
 
-# Bumped whenever random initialisation changes, so cached random weights follow it.
-RANDOM_FORMAT = "jaxviz-random/1"
+def _header_size(path: Path) -> int:
+  with open(path, "rb") as handle:
+    return int.from_bytes(handle.read(8), "little")
 
 
 def random_weights(key: jax.Array | int = 0,
                    arch: str = layers_lib.DEFAULT_ARCH) -> Weights:
-  """torchvision's VGG initialisation (the Flax module's initializers) from a PRNG key
-  or an int seed: convs kaiming normal (fan_out, ReLU gain), dense normal(0, 0.01),
-  biases 0.
-
-  An int seed's weights are cached in the user cache (`<cache>/random/`): drawing
-  VGG16's 138M numbers takes seconds, reading them back a fraction of one.
-  """
+  """torchvision's VGG initialisation from a PRNG key or an int seed: convs kaiming
+  normal (fan_out, ReLU gain), dense normal(0, 0.01), biases 0; module by module
+  (`vgg.random_module`), drawn when needed, never cached on disk."""
   layers_lib.check_arch(arch)
-  if not isinstance(key, int):
-    return Weights(jax.tree.map(np.asarray, vgg.init_params(key, arch)), arch, "random", None,
-                   None)
-  label = f"random (seed {key})"
-  cached = cache_dir() / "random" / f"{arch}-seed{key}.safetensors"
-  params = _read_cached_random(cached, arch)
-  if params is None:
-    params = jax.tree.map(np.asarray, vgg.init_params(prng_key(key, "the seed of random weights"),
-                                                      arch))
-    try:
-      write_safetensors(cached, flatten(params), {"format": RANDOM_FORMAT, "arch": arch})
-    except JaxvizError:
-      pass  # a cache that cannot be written only costs time
-  return Weights(params, arch, label, None, None)
+  if isinstance(key, int):
+    label, key = f"random (seed {key})", prng_key(key, "the seed of random weights")
+  else:
+    label = "random"
+  data = tuple(int(v) for v in np.asarray(jax.random.key_data(key)).ravel())
+  return Weights(arch, label, None, None, RandomSource(data))
 
 
-def _read_cached_random(path: Path, arch: str):
-  """Cached random parameters of `arch`, or None if absent, stale or unreadable."""
+# A file's sha256, remembered by path, size, mtime and inode (`file_digest`).
+DIGESTS_NAME = "digests.json"
+MAX_DIGESTS = 256
+
+
+def file_digest(path: str | os.PathLike) -> str:
+  """The sha256 of a file, computed once per version of it: remembered in the user
+  cache (`digests.json`) by resolved path, size, mtime and inode, so that a warm
+  command does not read 528 MB to hash it. A changed file has a new size, mtime
+  or inode, and is hashed again."""
+  path = Path(path).resolve()
+  stat = path.stat()
+  stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+  memo_path = cache_dir() / DIGESTS_NAME
   try:
-    metadata, flat = _read_flat(path)
-  except Exception:  # absent, truncated or foreign: draw the weights again
-    return None
-  if metadata != {"format": RANDOM_FORMAT, "arch": arch} or _shape_report(flat, arch):
-    return None
-  return nest(flat)
-
-
-def _read_flat(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-  """A safetensors file's (metadata, {name: array}); raises what safetensors raises."""
-  with safetensors.safe_open(str(path), framework="numpy") as handle:
-    return handle.metadata() or {}, {key: handle.get_tensor(key) for key in handle.keys()}
+    memo = json.loads(memo_path.read_text(encoding="utf-8"))
+    if not isinstance(memo, dict):
+      memo = {}
+  except (OSError, ValueError):
+    memo = {}
+  entry = memo.get(str(path))
+  if (isinstance(entry, dict) and entry.get("stamp") == stamp
+      and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64):
+    return entry["sha256"]
+  digest = fileio.sha256_file(path)
+  memo.pop(str(path), None)
+  memo[str(path)] = {"stamp": stamp, "sha256": digest}
+  memo = dict(list(memo.items())[-MAX_DIGESTS:])
+  try:
+    fileio.write_json(memo_path, memo)
+  except JaxvizError:
+    pass  # a cache that cannot be written only costs time
+  return digest
 
 
 def _shape_report(flat: dict[str, np.ndarray], arch: str) -> str | None:
@@ -228,6 +341,11 @@ def _shape_report(flat: dict[str, np.ndarray], arch: str) -> str | None:
 def cache_dir() -> Path:
   """`$JAXVIZ_CACHE_DIR`, else the platform's user cache dir for jaxviz."""
   return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("jaxviz"))
+
+
+def converted_path(sha256: str) -> Path:
+  """Where a `.pth` with this sha256 is kept converted (`jaxviz.app.load_weights`)."""
+  return cache_dir() / "converted" / f"{sha256}.safetensors"
 
 
 def imagenet_cache_path(arch: str = layers_lib.DEFAULT_ARCH) -> Path:

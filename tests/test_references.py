@@ -86,7 +86,7 @@ class Draws:
 
 
 def nchw(array) -> torch.Tensor:
-  return torch.from_numpy(np.asarray(array)).permute(0, 3, 1, 2).contiguous()
+  return torch.from_numpy(np.array(array)).permute(0, 3, 1, 2).contiguous()
 
 
 def nhwc(tensor: torch.Tensor) -> np.ndarray:

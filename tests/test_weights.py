@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import pickle
 import urllib.error
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 import safetensors
+import safetensors.numpy
 import torch
 import torchvision
 
@@ -24,6 +25,11 @@ from conftest import assert_names_all
 def save_state_dict(path: Path, state_dict: dict) -> Path:
   torch.save(state_dict, path)
   return path
+
+
+@pytest.mark.parametrize("arch", ["vgg11", "vgg16", "vgg19"])
+def test_the_parameter_table_is_the_flax_modules(arch):
+  assert vgg.param_shapes(arch) == vgg.flax_param_shapes(arch)
 
 
 def test_weight_table_pairs_every_key_explicitly():
@@ -116,17 +122,31 @@ def test_random_weights_are_seeded_and_torchvision_scaled():
   assert first.is_random and "RANDOM" in first.describe() and first.label == "random (seed 0)"
 
 
-def test_random_weights_are_cached_and_equal_a_fresh_draw(empty_jaxviz_cache):
-  drawn = weights_lib.random_weights(5, "vgg11")
-  cached = empty_jaxviz_cache / "random" / "vgg11-seed5.safetensors"
-  assert cached.is_file()
-  fresh = vgg.init_params(jax.random.key(5), "vgg11")
-  for read in (weights_lib.random_weights(5, "vgg11"), drawn):
-    for name in ("conv1_1", "conv5_2", "fc8"):
-      np.testing.assert_array_equal(read.params[name]["kernel"], fresh[name]["kernel"])
-  cached.write_bytes(b"truncated")  # a broken cache entry is drawn again, not trusted
-  np.testing.assert_array_equal(weights_lib.random_weights(5, "vgg11").params["fc6"]["kernel"],
-                                fresh["fc6"]["kernel"])
+def test_random_weights_cost_no_disk_and_any_subset_is_the_whole_draw(empty_jaxviz_cache):
+  whole = weights_lib.random_weights(5, "vgg11").params
+  part = weights_lib.random_weights(5, "vgg11").subset(["conv5_2", "conv1_1", "fc8"])
+  assert sorted(part) == ["conv1_1", "conv5_2", "fc8"]
+  for name in part:
+    np.testing.assert_array_equal(part[name]["kernel"], whole[name]["kernel"])
+  loader = weights_lib.random_weights(5, "vgg11").loader(["conv1_1"])
+  np.testing.assert_array_equal(pickle.loads(pickle.dumps(loader))()["conv1_1"]["kernel"],
+                                whole["conv1_1"]["kernel"])
+  assert not empty_jaxviz_cache.exists() or not list(empty_jaxviz_cache.rglob("*.safetensors"))
+
+
+def test_a_file_is_read_only_as_far_as_a_layer_needs(vgg16_safetensors, tmp_path):
+  """The header is checked at once, the tensors when needed: a NaN in fc8 does not stop
+  a render of conv1_1, and stops what reads fc8, naming the file and tensor."""
+  with safetensors.safe_open(str(vgg16_safetensors), framework="numpy") as handle:
+    metadata = handle.metadata()
+    flat = {key: handle.get_tensor(key) for key in handle.keys()}
+  flat["fc8.kernel"][0, 0] = np.nan
+  broken = tmp_path / "nan_fc8.safetensors"
+  weights_lib.write_safetensors(broken, flat, metadata)
+  loaded = weights_lib.load_safetensors(broken)
+  assert sorted(loaded.subset(["conv1_1"])) == ["conv1_1"]
+  with pytest.raises(JaxvizError, match="nan_fc8.safetensors: tensor fc8.kernel holds 1 "):
+    loaded.subset(["fc8"])
 
 
 def test_resolve_reads_pth_safetensors_and_random(vgg16_pth, vgg16_safetensors, vgg16_weights):
