@@ -1,81 +1,65 @@
-"""One-call functions for notebooks: `jaxviz.render(...)`, `jaxviz.probe_photo(...)`.
+"""The Python API: `jaxviz.render(...)`, `jaxviz.probe_photo(...)` and a twin of every command.
 
-They take friendly arguments (a layer name, a weights spec or `Weights`, a
-seed) and return numpy arrays; the work is the same as the CLI's (`app`,
-`execution`, `optvis`).
+Each function takes friendly arguments (a layer name, a weights spec or
+`Weights`, a seed, a recipe's settings object) and calls the same application
+command as the CLI (`jaxviz.app.commands`), so both faces always do the same
+thing: `jaxviz.render_dir` is `jaxviz render`, `jaxviz.sweep` is `jaxviz sweep`,
+and so on. `jaxviz.render` returns the images themselves, for any JAX model.
+
+`progress`: True shows a progress bar and notes (in a terminal or a notebook),
+a callable is called with (work done, total work), False shows nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Callable, Sequence
 
-import jax
 import numpy as np
 
-from jaxviz import app, fileio, layers, vgg
+from jaxviz import app, layers, vgg
 from jaxviz import progress as progress_lib
-from jaxviz import probe as probe_lib
+from jaxviz.app import commands
 from jaxviz.errors import JaxvizError
-from jaxviz.optvis import models, objectives, recipes
-from jaxviz.settings import RenderOptions
+from jaxviz.optvis import models, objectives
+from jaxviz.optvis import recipes as recipes_lib
+from jaxviz.settings import ModelSettings, RenderOptions
 from jaxviz.weights import Weights
+
+Progress = bool | Callable[[int, int], None]
 
 
 def _weights(weights: str | Weights, arch: str) -> Weights:
   return weights if isinstance(weights, Weights) else app.load_weights(weights, arch)
 
 
-def as_photo(path_or_image, name: str = "photo") -> np.ndarray:
-  """A photo given as a path (read as RGB in [0, 1]) or as an array: (H, W, 3) RGB in
-  [0, 1] (floats) or 0..255 (uint8); (H, W) grey and (H, W, 4) RGBA become RGB as
-  files do. `name` is the argument named in errors.
-
-  Raises:
-    JaxvizError: for an array of another shape, or with values that are not finite
-      or outside [0, 1].
-  """
-  if not isinstance(path_or_image, (np.ndarray, jax.Array)):
-    if not isinstance(path_or_image, (str, os.PathLike)):
-      raise JaxvizError(f"{name} must be a path or an (H, W, 3) array, got "
-                        f"{type(path_or_image).__name__}")
-    return fileio.read_image(path_or_image)
-  array = np.asarray(path_or_image)
-  if array.ndim == 2:
-    array = array[..., None]
-  if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
-    raise JaxvizError(f"{name} must be an (H, W, 3) RGB image, got an array of shape "
-                      f"{array.shape}")
-  array = np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
-  if array.dtype == np.uint8:
-    return array.astype(np.float32) / np.float32(255)
-  if not np.issubdtype(array.dtype, np.floating):
-    raise JaxvizError(f"{name} must hold floats in [0, 1] or uint8, got {array.dtype}")
-  if not np.isfinite(array).all():
-    raise JaxvizError(f"{name} holds non-finite values (NaN or Inf)")
-  if array.min() < 0 or array.max() > 1:
-    raise JaxvizError(f"{name} must hold values in [0, 1], got {array.min():.4g}.."
-                      f"{array.max():.4g} (a 0..255 image should be uint8)")
-  return array
+def _events(progress: Progress) -> contextlib.AbstractContextManager:
+  """The events a `progress` argument asks for, as a context (a bar is stopped after)."""
+  if progress is True:
+    return progress_lib.ProgressEvents()
+  if callable(progress):
+    return contextlib.nullcontext(progress_lib.CallbackEvents(progress))
+  return contextlib.nullcontext(progress_lib.Events())
 
 
-def _run(recipe: recipes.Recipe, model, params, units: list[int], options: RenderOptions,
+def _model(weights: str | Weights, arch: str, precision: str) -> ModelSettings:
+  return ModelSettings(weights, arch, precision).check()
+
+
+def _finish(outcome):
+  """Raises the error a partly failed render ends with (the other maps are written)."""
+  error = outcome.error()
+  if error is not None:
+    raise error
+  return outcome
+
+
+def _run(recipe: recipes_lib.Recipe, model, params, units: list[int], options: RenderOptions,
          photo, progress, params_loader=None) -> np.ndarray:
-  """Every unit's images, (N, group, S, S, 3); raises if any map failed.
-
-  `progress`: True shows a progress bar (in a terminal or a notebook), a
-  callable is called with (work done, total work), False shows nothing.
-  """
+  """Every unit's images, (N, group, S, S, 3); raises if any map failed."""
   options = options.check()
-  with contextlib.ExitStack() as stack:
-    if progress is True:
-      bar = stack.enter_context(progress_lib.progress_bar())
-      events = progress_lib.ProgressEvents(bar, f"rendering {progress_lib.plural(len(units), 'map')}")
-    elif callable(progress):
-      events = progress_lib.CallbackEvents(progress)
-    else:
-      events = app.RenderEvents()
+  with _events(progress) as events:
+    events.begin(f"rendering {progress_lib.plural(len(units), 'map')}")
     results = list(app.render_units(recipe, model, params, units, options, events, photo=photo,
                                     params_loader=params_loader))
     events.finished()
@@ -97,7 +81,7 @@ def render(layer_or_model, *args, **kwargs) -> np.ndarray:
 
 def render_layer(layer: str | int, maps: Sequence[int] | str, *,
                  weights: str | Weights = "imagenet", pre_relu: bool = False, seed: int = 0,
-                 schedule=recipes.Schedule(), diversity: int = 1, batch: int | str = "auto",
+                 schedule=recipes_lib.Schedule(), diversity: int = 1, batch: int | str = "auto",
                  dtype: str = "float32", precision: str = "default", driver: str = "auto",
                  init=None, arch: str = layers.DEFAULT_ARCH,
                  progress: bool | Callable[[int, int], None] = True) -> np.ndarray:
@@ -137,8 +121,8 @@ def render_layer(layer: str | int, maps: Sequence[int] | str, *,
 
 
 def render_model(model, params, objective=None, units: Sequence[int] = (0,), *,
-                 recipe: recipes.Recipe | None = None,
-                 schedule: recipes.Schedule = recipes.Schedule(), seed: int = 0,
+                 recipe: recipes_lib.Recipe | None = None,
+                 schedule: recipes_lib.Schedule = recipes_lib.Schedule(), seed: int = 0,
                  batch: int | str = "auto", dtype: str = "float32", driver: str = "auto",
                  mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None,
@@ -171,37 +155,154 @@ def render_model(model, params, objective=None, units: Sequence[int] = (0,), *,
                         f"{type(objective).__name__}")
     schedule.check()
     recipe = schedule.recipe(objective)
-  elif not isinstance(recipe, recipes.Recipe):
+  elif not isinstance(recipe, recipes_lib.Recipe):
     raise JaxvizError(f"recipe must be an optvis.recipes.Recipe, got {type(recipe).__name__}")
   images = _run(recipe, model, params, [int(u) for u in units],
                 RenderOptions(seed, schedule, batch, dtype, driver), None, progress)
   return images[:, 0] if recipe.group == 1 else images
 
 
+def _options(seed, schedule, batch, dtype, driver, diversity, trace) -> RenderOptions:
+  return RenderOptions(seed, schedule, batch, dtype, driver, diversity, trace=trace).check()
+
+
+def render_dir(out, layer: str | int, maps: Sequence[int] | str, *,
+               weights: str | Weights = "imagenet", arch: str = layers.DEFAULT_ARCH,
+               precision: str = "default", pre_relu: bool = False, init=None,
+               force: bool = False, seed: int = 0, schedule=recipes_lib.Schedule(),
+               batch: int | str = "auto", dtype: str = "float32", driver: str = "auto",
+               diversity: int = 1, trace: bool = False,
+               progress: Progress = True) -> app.RenderOutcome:
+  """`jaxviz render`: renders maps of a VGG layer into the directory `out` (a PNG per
+  map, grid.png, render.json), resuming what is finished there.
+
+  Example:
+    outcome = jaxviz.render_dir("renders", "conv5_1", [271, 15], weights="random")
+    outcome.record["files"]      # {"271": "24_271.png", ...}
+  Raises JaxvizError after writing the others if any map failed.
+  """
+  if not isinstance(maps, str):
+    maps = ",".join(str(int(m)) for m in maps)
+  with _events(progress) as events:
+    outcome = commands.render(layer, maps, out, _model(weights, arch, precision),
+                              _options(seed, schedule, batch, dtype, driver, diversity, trace),
+                              pre_relu=pre_relu, init=init, force=force, events=events)
+  return _finish(outcome)
+
+
+def sweep(out, layer: str | int, maps: Sequence[int] | str = "all", *,
+          weights: str | Weights = "imagenet", arch: str = layers.DEFAULT_ARCH,
+          precision: str = "default", pre_relu: bool = False, top_images=None,
+          process_index: int | None = None, process_count: int = 1, force: bool = False,
+          seed: int = 0, schedule=recipes_lib.Schedule(), batch: int | str = "auto",
+          dtype: str = "float32", driver: str = "auto", diversity: int = 1,
+          trace: bool = False, progress: Progress = True) -> commands.SweepOutcome:
+  """`jaxviz sweep`: every map of a layer (or `maps`) into `out`, then its atlas
+  (`out/index.html`; `top_images` a `top-images --all-maps` table)."""
+  if not isinstance(maps, str):
+    maps = ",".join(str(int(m)) for m in maps)
+  with _events(progress) as events:
+    outcome = commands.sweep(layer, out, _model(weights, arch, precision),
+                             _options(seed, schedule, batch, dtype, driver, diversity, trace),
+                             maps=maps, pre_relu=pre_relu, top_images=top_images,
+                             process_index=process_index, process_count=process_count,
+                             force=force, events=events)
+  return _finish(outcome)
+
+
 def probe_photo(photo, layer: str | int, *, weights: str | Weights = "imagenet", top: int = 15,
                 maps: Sequence[int] = (), pre_relu: bool = False, precision: str = "default",
-                arch: str = layers.DEFAULT_ARCH) -> probe_lib.ProbeResult:
-  """The write-up's hypothesis test on one photo (a path or an (H, W, 3) array in [0, 1]).
+                arch: str = layers.DEFAULT_ARCH, figure=None, renders="renders",
+                with_renders: bool = True, seed: int = 0, schedule=recipes_lib.Schedule(),
+                batch: int | str = "auto", dtype: str = "float32",
+                progress: Progress = True) -> commands.ProbeOutcome:
+  """`jaxviz probe`: the write-up's hypothesis test on one photo (a path or an
+  (H, W, 3) array in [0, 1]); with `figure`, the write-up's figure, its renders
+  read from the render directory `renders` and rendered into it where missing
+  (`with_renders=False`: the top row only).
 
   Example:
     result = jaxviz.probe_photo("house.jpg", "conv5_1", maps=[271])
     result.asked[271]          # (rank, mean): is map 271 in the top 15?
     result.means               # (512,) every map's mean activation (post-ReLU: >= 0)
   """
-  loaded = _weights(weights, arch)
-  target = vgg.resolve_target(layer, loaded.arch, pre_relu=pre_relu, precision=precision)
-  return probe_lib.probe(loaded, as_photo(photo), target, top=top, maps=maps)
+  with _events(progress) as events:
+    outcome = commands.probe(photo, layer, _model(weights, arch, precision), top=top,
+                             maps=maps, pre_relu=pre_relu, figure=figure, events=events)
+    if figure is not None:
+      outcome = commands.probe_figure(
+          outcome, figure, _options(seed, schedule, batch, dtype, "auto", 1, False),
+          renders=renders, with_renders=with_renders, events=events)
+  return _finish(outcome)
 
 
-def top_images(folder, layer: str | int, *, weights: str | Weights = "imagenet",
-               batch: int = 16, pre_relu: bool = False, precision: str = "default",
-               arch: str = layers.DEFAULT_ARCH) -> probe_lib.FolderScores:
-  """Every map's mean on every photo of a folder, one pass; `.top_images(map, k)` ranks them.
+def top_images(folder, layer: str | int, *, map: int | None = None, all_maps: bool = False,
+               top: int = 9, out=None, weights: str | Weights = "imagenet", batch: int = 16,
+               pre_relu: bool = False, precision: str = "default",
+               arch: str = layers.DEFAULT_ARCH,
+               progress: Progress = False) -> commands.TopImagesOutcome:
+  """`jaxviz top-images`: every map's mean on every photo of a folder, in one pass;
+  `.top_images(map, k)` ranks them. With `map` (and `out`, a grid of its top photos)
+  or `all_maps` (and `out`, the JSON table the atlas reads), as the command does;
+  with neither, just the scores.
 
   Example:
     scores = jaxviz.top_images("photos/", "conv5_1")
     scores.top_images(271, 9)  # [(path, mean), ...] best first
   """
-  loaded = _weights(weights, arch)
-  target = vgg.resolve_target(layer, loaded.arch, pre_relu=pre_relu, precision=precision)
-  return probe_lib.score_folder(loaded, folder, target, batch=batch)
+  if map is None and not all_maps:
+    all_maps = True  # every map scored; nothing written unless `out`
+  with _events(progress) as events:
+    return commands.top_images(folder, layer, _model(weights, arch, precision), map=map,
+                               all_maps=all_maps, top=top, pre_relu=pre_relu, batch=batch,
+                               out=out, events=events)
+
+
+def compare(layer: str | int, maps: Sequence[int] | str,
+            recipes: Sequence[str] = ("seed", "lucid", "maco"), *, out="compare.png",
+            weights: str | Weights = "imagenet", arch: str = layers.DEFAULT_ARCH,
+            precision: str = "default", pre_relu: bool = False, seed: int = 0,
+            batch: int | str = "auto", dtype: str = "float32", diversity: int = 1,
+            preview: bool = False, progress: Progress = True,
+            **recipe_settings) -> commands.CompareOutcome:
+  """`jaxviz compare`: the same maps under several recipes, one row per map and one
+  column per recipe in the figure `out` (None: no figure). `recipe_settings` are the
+  CLI's recipe options in the library's words (`size0=96, steps=64, spectrum="s.npy"`),
+  applied to every recipe that has them."""
+  from jaxviz.settings import RecipeOptions
+
+  if not isinstance(maps, str):
+    maps = ",".join(str(int(m)) for m in maps)
+  try:
+    given = RecipeOptions(preview=preview, **recipe_settings)
+  except TypeError as error:
+    raise JaxvizError(f"compare: {error}") from None
+  options = RenderOptions(seed, batch=batch, dtype=dtype, diversity=diversity,
+                          preview=preview).check()
+  with _events(progress) as events:
+    return commands.compare(layer, maps, recipes, _model(weights, arch, precision), given,
+                            options, pre_relu=pre_relu, out=out, events=events)
+
+
+def classify_photo(photo, top: int = 5, *, weights: str | Weights = "imagenet",
+             arch: str = layers.DEFAULT_ARCH, precision: str = "default",
+             progress: Progress = False) -> commands.ClassifyOutcome:
+  """`jaxviz classify`: ImageNet's top classes for a photo (a path or an array)."""
+  with _events(progress) as events:
+    return commands.classify(photo, _model(weights, arch, precision), top, events=events)
+
+
+def spectrum(folder, out=None, size: int = 1280,
+             progress: Progress = False) -> commands.SpectrumOutcome:
+  """`jaxviz spectrum`: MACO's magnitude spectrum of a folder's photos (`.magnitude`,
+  written as `.npy` to `out` if given)."""
+  with _events(progress) as events:
+    return commands.spectrum(folder, out, size, events=events)
+
+
+# The other commands' twins take plain arguments already (named apart from jaxviz's
+# modules of the same name: jaxviz.layers, jaxviz.atlas).
+layers_table = commands.layers    # `jaxviz layers`
+convert_weights = commands.convert  # `jaxviz convert`
+png_info = commands.info          # `jaxviz info`
+build_atlas = commands.atlas      # `jaxviz atlas`

@@ -1,53 +1,29 @@
-"""The `jaxviz` command line: it parses arguments, calls `jaxviz.app` and prints.
+"""The `jaxviz` command line: it parses flags into settings, calls one application
+command (`jaxviz.app.commands`) and prints its outcome.
 
 Options shared by several commands are declared once, as groups (`MODEL`,
-`RENDER`) that `with_options` adds to each command and turns into one
-settings object. User errors print one `error:` line on stderr and exit 1
-(a setting named by its flag); Ctrl-C exits 130; neither prints a traceback.
-With --json, stdout holds one JSON document even when a command fails.
+`RENDER`) that `with_options` adds to each command and turns into one settings
+object (`jaxviz.clikit`: the plumbing, one-line errors, JSON documents). JAX and
+the model are imported only once a command runs, so `--help` stays quick.
 """
 
 from __future__ import annotations
 
-import contextvars
-import dataclasses
-import functools
-import inspect
-import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from jaxviz import layers as layers_lib
-from jaxviz.errors import JaxvizError, SettingError
-from jaxviz.progress import ProgressEvents, duration, plural, progress_bar
-
-class _HelpWithoutType:
-  """`--help` without the `<bool>` typer shows after it."""
-
-  def get_help_option(self, ctx):
-    option = super().get_help_option(ctx)
-    if option is not None:
-      option.metavar = ""
-    return option
-
-
-class _Command(_HelpWithoutType, typer.core.TyperCommand):
-  """typer's command with the usual usage line: positionals as `PHOTO`, where typer
-  writes required ones as `{PHOTO}`."""
-
-  def collect_usage_pieces(self, ctx):
-    return [re.sub(r"^\{(.*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
-
-
-class _Group(_HelpWithoutType, typer.core.TyperGroup):
-  pass
-
+from jaxviz.cli_options import (ForceOption, JsonOption, LayerOption, MapsOption, PreReluOption,
+                                TopImagesOption, compare_options, model_options,
+                                render_options)
+from jaxviz.clikit import Command, Group, echo_json, user_errors
+from jaxviz.progress import ProgressEvents, duration, plural
 
 app = typer.Typer(
-    cls=_Group,
+    cls=Group,
     help="See what VGG16's feature maps have learnt: activation maximisation in JAX.",
     no_args_is_help=True,
     add_completion=False,
@@ -73,266 +49,28 @@ def _main(
   """See what VGG16's feature maps have learnt: activation maximisation in JAX."""
 
 
-# Errors.
+# Commands: settings in, one application call, results out.
 
-def flag(setting: str) -> str:
-  """A setting's name as its command-line flag: weight_decay -> --weight-decay."""
-  return "--" + setting.replace("_", "-")
+def _commands():
+  from jaxviz.app import commands  # JAX and the model: not for --help
 
-
-def _fail(message: str, code: int = 1) -> None:
-  typer.echo(f"error: {message}", err=True)
-  raise typer.Exit(code)
+  return commands
 
 
-# Whether the running command has printed its JSON result (see `user_errors`).
-_json_printed = contextvars.ContextVar("jaxviz_json_printed", default=False)
+def _end(outcome, random_note: str | None = None) -> None:
+  """After printing: the note on random weights; then exit 1 if any map failed."""
+  weights = getattr(outcome, "weights", None)
+  if random_note and weights is not None and weights.is_random:
+    typer.echo(random_note, err=True)
+  error = outcome.error()
+  if error is not None:
+    raise error
 
 
-def _echo_json(data) -> None:
-  from jaxviz import fileio
-
-  typer.echo(fileio.json_text(data))
-  _json_printed.set(True)
+RANDOM_RENDERS = "(random weights: these renders show an untrained network)"
 
 
-def user_errors(command):
-  """Turns JaxvizError and Ctrl-C into a one-line message and a non-zero exit.
-
-  With --json, stdout still holds one JSON document: the command's result if
-  it printed one before failing, else {"error": message}.
-  """
-
-  @functools.wraps(command)
-  def wrapper(*args, **kwargs):
-    printed = _json_printed.set(False)
-    try:
-      return command(*args, **kwargs)
-    except SettingError as error:
-      message, code = f"{flag(error.setting)} {error.problem}", 1
-    except JaxvizError as error:
-      message, code = str(error), 1
-    except KeyboardInterrupt:
-      message, code = "interrupted", 130
-    finally:
-      json_done = _json_printed.get()
-      _json_printed.reset(printed)
-    if kwargs.get("as_json") and not json_done:
-      _echo_json({"error": message})
-    _fail(message, code)
-
-  return wrapper
-
-
-# Option groups: declared once, added to every command that takes them.
-
-@dataclasses.dataclass(frozen=True)
-class Opt:
-  """One option of a group: its setting name, type, default and help."""
-
-  name: str
-  type: Any
-  default: Any
-  help: str
-  short: str | None = None
-
-
-def with_options(parameter: str, build: Callable[..., Any], options: tuple[Opt, ...],
-                 panel: str):
-  """Replaces the command's `parameter` by the group's options (shown under `panel`
-  in --help) and passes the command `build(**those options)` in its place."""
-
-  def decorate(command):
-    signature = inspect.signature(command, eval_str=True)
-    def option(opt: Opt):
-      on, switch = flag(opt.name), opt.type in (bool, Optional[bool])
-      names = [f"{on}/--no-{on[2:]}" if switch else on] + ([opt.short] if opt.short else [])
-      return typer.Option(*names, help=opt.help, rich_help_panel=panel,
-                          metavar="" if switch else None)
-
-    added = [inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=opt.default,
-                               annotation=Annotated[opt.type, option(opt)])
-             for opt in options]
-    parameters = []
-    for existing in signature.parameters.values():
-      if existing.name == parameter:
-        parameters.extend(added)
-      else:
-        parameters.append(existing.replace(kind=inspect.Parameter.KEYWORD_ONLY))
-
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-      built = build(**{opt.name: kwargs.pop(opt.name) for opt in options})
-      return command(**kwargs, **{parameter: built})
-
-    wrapper.__signature__ = signature.replace(parameters=parameters)
-    del wrapper.__wrapped__
-    return wrapper
-
-  return decorate
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelOptions:
-  weights: str
-  arch: str
-  precision: str
-
-
-MODEL = (
-    Opt("weights", str, "imagenet",
-        "'imagenet' (downloaded and converted once, then cached), 'random' or 'random:SEED' "
-        "(an untrained network, for offline demos), or a path to a converted .safetensors "
-        "or a torchvision .pth state dict.", "-w"),
-    Opt("arch", str, layers_lib.DEFAULT_ARCH,
-        f"Network for --weights imagenet|random: {', '.join(layers_lib.ARCH_CONFIGS)}. "
-        "Files record their own."),
-    Opt("precision", str, "default",
-        "Conv/matmul precision: default|high|highest. Same on CPU; on GPU 'default' allows "
-        "TF32, 'highest' is exact float32."),
-)
-
-
-def _recipe_and_render_options(seed, recipe, preview, size0, scales, upscale, steps, lr,
-                               weight_decay, blur, decay_power, transforms, spectrum, diversity,
-                               batch, dtype, driver, trace):
-  """(RecipeOptions as given, RenderOptions with the seed recipe's defaults)."""
-  from jaxviz.settings import RecipeOptions, RenderOptions
-
-  given = RecipeOptions(recipe, size0, scales, upscale, steps, lr, weight_decay, blur,
-                        decay_power, transforms, spectrum, preview)
-  return given, RenderOptions(seed, batch=batch, dtype=dtype, driver=driver,
-                              diversity=diversity, preview=preview, trace=trace).check()
-
-
-def _render_options(**options):
-  given, render = _recipe_and_render_options(**options)
-  return dataclasses.replace(render, schedule=given.build()).check()
-
-
-RENDER = (
-    Opt("recipe", str, "seed",
-        "seed: the write-up's (SPEC §2: pixels, 12 scales, Adam); lucid: Fourier image, "
-        "decorrelated colours, transformation robustness (lucent's render_vis); maco: "
-        "phase-only Fourier with a photo-made magnitude (--spectrum), noisy crops."),
-    Opt("preview", bool, False,
-        "A quick look: seed: 4 scales of 25 steps up to 96 px (about 1/60 of the work); "
-        "lucid: 64 steps; maco: 100 steps. Settings given as well still apply."),
-    Opt("seed", int, 0, "PRNG seed; map k's randomness comes from fold_in(seed, k)."),
-    Opt("size0", Optional[int], None,
-        "Side of the (first) image. Default: seed 56, lucid 128, maco 1280."),
-    Opt("scales", Optional[int], None, "seed: number of scales (12)."),
-    Opt("upscale", Optional[float], None, "seed: side factor between scales (1.2)."),
-    Opt("steps", Optional[int], None,
-        "Optimiser steps: seed 75 per scale (x1.3 after the first half), lucid 512, "
-        "maco 1000."),
-    Opt("lr", Optional[float], None, "Learning rate: seed 0.01, lucid 0.05, maco 1.0."),
-    Opt("weight_decay", Optional[float], None,
-        "seed: L2 weight decay added to the gradient (1e-6)."),
-    Opt("blur", Optional[int], None, "seed: box blur between scales (5; odd; 1 = none)."),
-    Opt("decay_power", Optional[float], None, "lucid: spectrum decay power (1.0)."),
-    Opt("transforms", Optional[bool], None,
-        "lucid: lucid's standard transforms on or off (on)."),
-    Opt("spectrum", Optional[str], None,
-        "maco: the magnitude spectrum (.npy from `jaxviz spectrum`), its side --size0."),
-    Opt("diversity", int, 1,
-        "Images per map, pushed apart by lucid's diversity term (x100) when above 1; "
-        "a map's PNG then shows them side by side."),
-    Opt("batch", str, "auto",
-        "Maps per vmapped chunk: 'auto' (from device memory and the layer's size; halved on "
-        "out-of-memory) or a number."),
-    Opt("dtype", str, "float32", "float32 (fast) or float64 (CPU; the mode that equals PyTorch)."),
-    Opt("driver", str, "auto", "How steps run: auto (loop on CPU, scan on GPU/TPU), loop, scan."),
-    Opt("trace", bool, False,
-        "Record each map's objective at every step in render.json (`trace`), to compare a "
-        "render step by step with another implementation."),
-)
-
-model_options = with_options("model", ModelOptions, MODEL, "Network")
-render_options = with_options("render", _render_options, RENDER, "Rendering")
-compare_options = with_options("render", _recipe_and_render_options, RENDER, "Rendering")
-
-JsonOption = Annotated[bool, typer.Option(
-    "--json", metavar="", help="Print the result as JSON on stdout (one document, also on "
-                               "errors).")]
-LayerOption = Annotated[str, typer.Option(
-    "--layer", "-l",
-    help="Layer: index (24), name (conv5_1) or features.24; `jaxviz layers` lists them. "
-         "A conv layer is read after its ReLU, as the write-up's code read it.")]
-MapsOption = Annotated[str, typer.Option(
-    "--maps", "-m", help="Feature maps: '271,15', a range '0:16', 'all', or a mix.")]
-PreReluOption = Annotated[bool, typer.Option(
-    "--pre-relu", metavar="", help="Read a conv layer's raw output (before its ReLU) instead.")]
-ForceOption = Annotated[bool, typer.Option(
-    "--force", metavar="",
-    help="Start over in an --out that holds renders made with other settings.")]
-TopImagesOption = Annotated[Optional[Path], typer.Option(
-    help="A `top-images --all-maps` JSON table: shows each map's top photos in the atlas.")]
-
-
-# Shared steps.
-
-def _use_compilation_cache() -> None:
-  """Persistent XLA cache in the user cache dir, so a second run skips compiling; one
-  warning line if it cannot be used."""
-  from jaxviz import weights as weights_lib, xla_cache
-
-  problem = xla_cache.use(weights_lib.cache_dir() / "xla")
-  if problem:
-    typer.echo(f"warning: {problem}", err=True)
-
-
-def _load_weights(model: ModelOptions):
-  """The weights `--weights`/`--arch` name, said on stderr."""
-  from jaxviz import app as app_lib
-
-  loaded = app_lib.load_weights(model.weights, model.arch,
-                                say=lambda line: typer.echo(line, err=True))
-  typer.echo(f"weights: {loaded.describe()}", err=True)
-  return loaded
-
-
-def _load_target(model: ModelOptions, layer: str, pre_relu: bool):
-  """Loads the weights, then resolves --layer once, against the architecture they hold."""
-  from jaxviz import vgg
-
-  vgg.check_precision(model.precision)
-  loaded = _load_weights(model)
-  return loaded, vgg.resolve_target(layer, loaded.arch, pre_relu=pre_relu,
-                                    precision=model.precision)
-
-
-def _render_with_progress(loaded, target, maps, out, options, *, label: str, **settings):
-  """app.render_to_dir with a progress bar over the work, printing what it reports."""
-  from jaxviz import app as app_lib
-
-  with progress_bar() as progress:
-    return app_lib.render_to_dir(loaded, target, maps, out, options,
-                                 events=ProgressEvents(progress, label, out), **settings)
-
-
-def _random_note(loaded) -> None:
-  if loaded.is_random:
-    typer.echo("(random weights: these renders show an untrained network)", err=True)
-
-
-def _weights_label(loaded) -> str:
-  """'weights: LABEL', marked when random, for figure titles."""
-  return f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
-
-
-def _end_of_rendering(loaded, outcome, out: Path) -> None:
-  """The note on random weights; then exit 1 if any map failed (the others are kept)."""
-  _random_note(loaded)
-  if outcome.failed:
-    from jaxviz import app as app_lib
-
-    raise app_lib.failures_error(outcome.failed, out)
-
-
-# Commands.
-
-@app.command(cls=_Command)
+@app.command(cls=Command)
 @user_errors
 def layers(
     arch: Annotated[str, typer.Option(help="Network: vgg11, vgg13, vgg16 or vgg19.")] =
@@ -344,19 +82,12 @@ def layers(
 
   Example (offline): [bold]jaxviz layers --json[/bold]
   """
-  if side < 1:
-    raise SettingError("side", f"must be positive, got {side}")
-  rows = [{"index": layer.index, "name": layer.name, "kind": layer.kind,
-           "channels": layer.channels, "output_size": layer.output_side(side),
-           "reads": layers_lib.read_layer(layer, arch).name,
-           "pre_relu_reads": layer.name if layer.kind == "conv" else None}
-          for layer in layers_lib.feature_layers(arch)]
+  outcome = _commands().layers(arch, side)
   if as_json:
-    _echo_json({"arch": arch, "input_size": side, "layers": rows})
-    return
+    return echo_json(outcome.to_json())
   typer.echo(f"{arch}, input {side}x{side}")
   typer.echo(f"{'index':>5}  {'name':<8} {'kind':<5} {'channels':>8}  {'output':<8} reads")
-  for row in rows:
+  for row in outcome.rows:
     size = row["output_size"]
     reads = (f"{row['reads']} output (post-ReLU; --pre-relu: raw conv)" if row["kind"] == "conv"
              else "its own output")
@@ -364,7 +95,7 @@ def layers(
                f"{f'{size}x{size}':<8} {reads}")
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 @user_errors
 def convert(
     src: Annotated[Path, typer.Argument(metavar="SRC",
@@ -381,23 +112,17 @@ def convert(
   Example (offline, from a local file): [bold]jaxviz convert
   ~/.cache/torch/hub/checkpoints/vgg16-397923af.pth -o vgg16.safetensors[/bold]
   """
-  from jaxviz import vgg
-
-  try:
-    import jaxviz_convert.torchvision_vgg as torchvision_vgg
-  except ImportError as error:
-    raise JaxvizError(f"jaxviz convert needs torch and torchvision: {error}") from None
-  arch = torchvision_vgg.convert_file(src, out, arch)
-  typer.echo(f"wrote {out} ({arch}, {len(vgg.param_shapes(arch))} tensors)")
+  outcome = _commands().convert(src, out, arch)
+  typer.echo(f"wrote {out} ({outcome.arch}, {outcome.tensors} tensors)")
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 @user_errors
 @model_options
 def classify(
     image: Annotated[Path, typer.Argument(metavar="PHOTO", help="A photo (jpg, png, webp, ...).")],
     top: Annotated[int, typer.Option(help="How many classes to show.")] = 5,
-    model: ModelOptions = None,
+    model: Any = None,
     as_json: JsonOption = False,
 ):
   """Classify a photo into ImageNet's 1000 classes: a quick check of the weights.
@@ -409,27 +134,18 @@ def classify(
 
   Offline: [bold]jaxviz classify cat.jpg -w random[/bold] (an untrained network)
   """
-  from jaxviz import classify as classify_lib
-  from jaxviz import fileio, vgg
-
-  if not 1 <= top <= 1000:
-    raise SettingError("top", f"must be between 1 and 1000, got {top}")
-  precision = vgg.check_precision(model.precision)
-  photo = fileio.read_image(image)
-  loaded = _load_weights(model)
-  ranked = classify_lib.classify(loaded, photo, top, precision)
+  with ProgressEvents() as events:
+    outcome = _commands().classify(image, model, top, events=events)
   if as_json:
-    _echo_json({"image": str(image), "weights": loaded.label,
-                "random_weights": loaded.is_random, "top": ranked})
-    return
+    return echo_json(outcome.to_json())
   typer.echo(f"{'prob':>8}  {'logit':>9}  {'class':>5}  label")
-  for row in ranked:
+  for row in outcome.top:
     typer.echo(f"{row['prob']:8.4f}  {row['logit']:9.3f}  {row['index']:>5}  {row['label']}")
-  if loaded.is_random:
+  if outcome.weights.is_random:
     typer.echo("(random weights: these classes mean nothing)")
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 @user_errors
 @render_options
 @model_options
@@ -442,7 +158,7 @@ def render(
         help="Start from this photo (resized to size0) instead of noise.")] = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
-    model: ModelOptions = None,
+    model: Any = None,
     render: Any = None,
 ):
   """Render feature maps by activation maximisation (the write-up's algorithm).
@@ -455,28 +171,20 @@ def render(
 
   Offline: [bold]jaxviz render -l 10 -m 0:3 -w random --preview -o demo/[/bold]
   """
-  from jaxviz import fileio
-
-  if init is not None:
-    fileio.read_image(init)
-  fileio.ensure_writable_dir(out)
-  _use_compilation_cache()
-  loaded, target = _load_target(model, layer, pre_relu)
-  map_list = layers_lib.parse_maps(maps, target.layer)
-  outcome = _render_with_progress(loaded, target, map_list, out, render, init_path=init,
-                                  force=force,
-                                  label=f"{target.describe()}, {len(map_list)} maps")
+  with ProgressEvents() as events:
+    outcome = _commands().render(layer, maps, out, model, render, pre_relu=pre_relu,
+                                 init=init, force=force, events=events)
   if as_json:
-    _echo_json(outcome.record)
+    echo_json(outcome.record)
   else:
     written = (f"rendered {plural(len(outcome.rendered), 'map')} in "
                f"{duration(outcome.wall_time_s)}" if outcome.rendered else "rendered nothing new")
     typer.echo(f"{written}; {plural(len(outcome.record['files']), 'map')} in {out} "
                "(grid.png, render.json)")
-  _end_of_rendering(loaded, outcome, out)
+  _end(outcome, RANDOM_RENDERS)
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 @user_errors
 @render_options
 @model_options
@@ -495,7 +203,7 @@ def probe(
     no_renders: Annotated[bool, typer.Option(
         "--no-renders", metavar="", help="Draw only the photo and the activation plot.")] = False,
     as_json: JsonOption = False,
-    model: ModelOptions = None,
+    model: Any = None,
     render: Any = None,
 ):
   """Test an interpretation on a real photo: rank a layer's maps by mean activation.
@@ -509,60 +217,33 @@ def probe(
 
   Offline: [bold]jaxviz probe house.jpg -l 10 -w random --no-renders -o fig.png[/bold]
   """
-  from jaxviz import app as app_lib
-  from jaxviz import fileio
-  from jaxviz import probe as probe_lib
-
-  if out is not None:
-    fileio.ensure_writable_dir(out.parent)
-  photo = fileio.read_image(image)
-  _use_compilation_cache()
-  loaded, target = _load_target(model, layer, pre_relu)
-  result = probe_lib.probe(loaded, photo, target, top=top, maps=map_ or ())
-  top_maps = [m for _, m, _ in result.top]
-
+  commands = _commands()
+  with ProgressEvents() as events:
+    outcome = commands.probe(image, layer, model, top=top, maps=map_ or (), pre_relu=pre_relu,
+                             figure=out, events=events)
   # The answer first: the ranking is printed (or written as JSON) before any rendering.
   if as_json:
-    _echo_json(result.to_json(str(image), loaded.label))
+    echo_json(outcome.to_json())
   else:
-    typer.echo(f"{target.describe()}, {image}")
+    typer.echo(f"{outcome.target.describe()}, {image}")
     typer.echo(f"{'rank':>4}  {'map':>4}  mean")
-    for rank, map_index, mean in result.top:
+    for rank, map_index, mean in outcome.top:
       typer.echo(f"{rank:>4}  {map_index:>4}  {mean:.4f}")
-    for map_index, (rank, mean) in result.asked.items():
+    for map_index, (rank, mean) in outcome.asked.items():
       verdict = "in" if rank <= top else "NOT in"
-      typer.echo(f"map {map_index}: rank {rank} of {target.layer.channels}, mean {mean:.4f} "
-                 f"({verdict} the top {top})")
+      typer.echo(f"map {map_index}: rank {rank} of {outcome.target.layer.channels}, mean "
+                 f"{mean:.4f} ({verdict} the top {top})")
   sys.stdout.flush()
   if out is None:
     return
-  from jaxviz import figures, store  # matplotlib, only for the figure
-
-  failed: dict[int, str] = {}
-  rendered = None
-  recipe_name = render.schedule.recipe(None).name
-  if not no_renders:
-    quicker = "" if render.preview else ", --preview renders quickly"
-    typer.echo(f"the figure needs renders of the top {plural(len(top_maps), 'map')} "
-               f"(recipe {recipe_name}) from {renders}; "
-               f"--no-renders draws it without them{quicker}", err=True)
-    outcome = _render_with_progress(
-        loaded, target, top_maps, renders, render,
-        label=f"rendering the top {plural(len(top_maps), 'map')} into {renders}")
-    failed = outcome.failed
-    rendered = store.load_renders(renders, top_maps, outcome.record["identity_hash"])
-  footnote = _weights_label(loaded) + ("" if no_renders else f"; renders: recipe {recipe_name}")
-  title = f"Top {len(top_maps)} Feature Maps from {target.describe()}"
-  figures.probe_figure(result.photo, result.means, top_maps, target.describe(), rendered, out,
-                       footnote=footnote, asked=result.asked,
-                       text=fileio.png_text(title, {**target.provenance(), "photo": str(image),
-                                                    **loaded.provenance()}))
+  with ProgressEvents() as events:
+    outcome = commands.probe_figure(outcome, out, render, renders=renders,
+                                    with_renders=not no_renders, events=events)
   typer.echo(f"figure: {out}", err=as_json)
-  if failed:
-    raise app_lib.failures_error(failed, renders)
+  _end(outcome)
 
 
-@app.command("top-images", cls=_Command)
+@app.command("top-images", cls=Command)
 @user_errors
 @model_options
 def top_images(
@@ -581,7 +262,7 @@ def top_images(
              "the JSON table.")] = None,
     batch: Annotated[int, typer.Option(help="Photos per jitted batch.")] = 16,
     as_json: JsonOption = False,
-    model: ModelOptions = None,
+    model: Any = None,
 ):
   """Rank the photos of a folder by a map's mean activation ("dataset examples").
 
@@ -591,64 +272,28 @@ def top_images(
 
   Offline: [bold]jaxviz top-images ~/photos -l 10 --map 5 -w random[/bold]
   """
-  from jaxviz import atlas, fileio
-  from jaxviz import probe as probe_lib
-
-  if (map_ is None) == (not all_maps):
-    raise JaxvizError("give either --map N or --all-maps")
-  if top < 1:
-    raise SettingError("top", f"must be at least 1, got {top}")
-  if batch < 1:
-    raise SettingError("batch", f"must be at least 1, got {batch}")
-  paths = probe_lib.find_images(folder)
-  if out is not None:
-    fileio.ensure_writable_dir(out.parent)
-  _use_compilation_cache()
-  loaded, target = _load_target(model, layer, pre_relu)
-  if map_ is not None:
-    layers_lib.parse_maps(str(map_), target.layer)
-
-  with progress_bar() as progress:
-    task = progress.add_task(f"scoring {len(paths)} images", total=len(paths))
-    scores = probe_lib.score_folder(
-        loaded, folder, target, batch=batch, on_image=lambda: progress.advance(task),
-        on_skip=lambda path, why: progress.console.print(f"warning: skipped {why}",
-                                                         soft_wrap=True))
-  skipped = [str(path) for path, _ in scores.skipped]
+  with ProgressEvents() as events:
+    outcome = _commands().top_images(folder, layer, model, map=map_, all_maps=all_maps,
+                                     top=top, pre_relu=pre_relu, batch=batch, out=out,
+                                     events=events)
   if all_maps:
-    table = atlas.top_images_table(scores, target, loaded.label, top)
-    if out is not None:
-      fileio.write_json(out, table)
     if as_json or out is None:
-      _echo_json(table)
-    else:
-      typer.echo(f"wrote the top {top} photos of all {target.layer.channels} maps to {out} "
-                 f"({len(scores.images)} images, {len(skipped)} skipped)")
-    return
-
-  ranked = scores.top_images(map_, top)
+      return echo_json(outcome.to_json())
+    channels = outcome.target.layer.channels
+    return typer.echo(f"wrote the top {top} photos of all {channels} maps to {out} "
+                      f"({len(outcome.scores.images)} images, {len(outcome.skipped)} skipped)")
   if out is not None:
-    from jaxviz import figures  # matplotlib, only for the grid
-
-    title = f"{target.describe()} map {map_}, weights: {loaded.label}"
-    figures.titled_grid([fileio.read_image(p) for p, _ in ranked],
-                        [f"{p.name}\n{v:.3f}" for p, v in ranked], out, min(3, len(ranked)),
-                        suptitle=title,
-                        text=fileio.png_text(title, {**target.provenance(), "map": map_,
-                                                     **loaded.provenance()}))
     typer.echo(f"wrote {out}", err=as_json)
   if as_json:
-    _echo_json({**target.provenance(), "map": map_,
-                "top": [{"image": str(p), "mean": v} for p, v in ranked], "skipped": skipped})
-    return
+    return echo_json(outcome.to_json())
   typer.echo(f"{'rank':>4}  {'mean':>9}  image")
-  for rank, (path, mean) in enumerate(ranked, 1):
+  for rank, (path, mean) in enumerate(outcome.ranked, 1):
     typer.echo(f"{rank:>4}  {mean:9.4f}  {path}")
-  if skipped:
-    typer.echo(f"({plural(len(skipped), 'unreadable file')} skipped)")
+  if outcome.skipped:
+    typer.echo(f"({plural(len(outcome.skipped), 'unreadable file')} skipped)")
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 @user_errors
 @render_options
 @model_options
@@ -668,7 +313,7 @@ def sweep(
              "for independent jobs writing into one shared --out.")] = None,
     process_count: Annotated[int, typer.Option(help="See --process-index.")] = 1,
     force: ForceOption = False,
-    model: ModelOptions = None,
+    model: Any = None,
     render: Any = None,
 ):
   """Render every map of a layer: chunked, resumable, on every local device; then the atlas.
@@ -682,38 +327,18 @@ def sweep(
 
   Offline: [bold]jaxviz sweep -l 10 -m 0:8 -w random --preview -o sweeps/demo[/bold]
   """
-  import jax
-
-  from jaxviz import atlas, execution, fileio
-
-  if distributed:  # before anything starts JAX's backend
-    process_index, process_count = execution.initialize_distributed()
-  if process_count < 1:
-    raise SettingError("process_count", f"must be at least 1, got {process_count}")
-  if not 0 <= (process_index or 0) < process_count:
-    raise SettingError("process_index", f"must be in 0..{process_count - 1}, got "
-                                        f"{process_index}")
-  table = atlas.read_top_images(top_images) if top_images is not None else None
-  fileio.ensure_writable_dir(out)
-  _use_compilation_cache()
-  loaded, target = _load_target(model, layer, pre_relu)
-  map_list = layers_lib.parse_maps(maps, target.layer)
-  devices = jax.local_devices()
-  typer.echo(f"{len(devices)} {devices[0].platform} device(s)"
-             + (f", process {process_index or 0} of {process_count}" if process_count > 1
-                else ""), err=True)
-  outcome = _render_with_progress(
-      loaded, target, map_list, out, render, force=force,
-      process_index=process_index or 0, process_count=process_count,
-      label=f"{target.describe()} maps")
-  built = atlas.build_atlas(out, table)
-  typer.echo(f"{plural(len(outcome.record['files']), 'map')} in {out} ("
-             f"{len(outcome.rendered)} rendered now in {duration(outcome.wall_time_s)}); "
-             f"atlas: {built.index}")
-  _end_of_rendering(loaded, outcome, out)
+  with ProgressEvents() as events:
+    outcome = _commands().sweep(layer, out, model, render, maps=maps, pre_relu=pre_relu,
+                                top_images=top_images, distributed=distributed,
+                                process_index=process_index, process_count=process_count,
+                                force=force, events=events)
+  done = outcome.render
+  typer.echo(f"{plural(len(done.record['files']), 'map')} in {out} ({len(done.rendered)} "
+             f"rendered now in {duration(done.wall_time_s)}); atlas: {outcome.atlas.index}")
+  _end(outcome, RANDOM_RENDERS)
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 @user_errors
 @compare_options
 @model_options
@@ -725,7 +350,7 @@ def compare(
     out: Annotated[Path, typer.Option("--out", "-o", help="The figure (PNG).")] =
     Path("compare.png"),
     pre_relu: PreReluOption = False,
-    model: ModelOptions = None,
+    model: Any = None,
     render: Any = None,
 ):
   """Render the same maps with several recipes: one row per map, one column per recipe.
@@ -737,36 +362,16 @@ def compare(
 
   Offline: [bold]jaxviz compare -l 10 -m 1,2 --recipes seed,lucid -w random --preview[/bold]
   """
-  from jaxviz import app as app_lib
-  from jaxviz import figures, fileio
-  from jaxviz.settings import parse_recipes
-
-  names = parse_recipes(recipes)
-  given, render = render
-  settings = {name: dataclasses.replace(given, recipe=name).build(strict=False)
-              for name in names}
-  fileio.ensure_writable_dir(out.parent)
-  _use_compilation_cache()
-  loaded, target = _load_target(model, layer, pre_relu)
-  map_list = layers_lib.parse_maps(maps, target.layer)
-  for name in names:  # every recipe's settings are checked before any renders
-    app_lib.layer_recipe(target, settings[name], render.diversity)
-  images, objectives = {}, {}
-  for name in names:
-    options = dataclasses.replace(render, schedule=settings[name])
-    with progress_bar() as progress:
-      events = ProgressEvents(progress, f"{name}: {plural(len(map_list), 'map')}")
-      images[name], objectives[name] = app_lib.render_maps(loaded, target, map_list, options,
-                                                           events)
-  title = f"{target.describe()}, {_weights_label(loaded)}"
-  figures.compare_figure(images, objectives, map_list, out, title,
-                         text=fileio.png_text(title, {**target.provenance(), "maps": map_list,
-                                                      "recipes": names, **loaded.provenance()}))
+  given, options = render
+  with ProgressEvents() as events:
+    outcome = _commands().compare(layer, maps, recipes, model, given, options,
+                                  pre_relu=pre_relu, out=out, events=events)
   typer.echo(f"wrote {out}")
-  _random_note(loaded)
+  if outcome.weights.is_random:
+    typer.echo(RANDOM_RENDERS, err=True)
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 @user_errors
 def spectrum(
     folder: Annotated[Path, typer.Argument(metavar="FOLDER",
@@ -782,22 +387,12 @@ def spectrum(
 
   Example (offline): [bold]jaxviz spectrum ~/photos --size 256 -o spectrum256.npy[/bold]
   """
-  import numpy as np
-
-  from jaxviz import app as app_lib
-  from jaxviz import fileio
-  from jaxviz import probe as probe_lib
-
-  paths = probe_lib.find_images(folder)
-  magnitude, used = app_lib.photo_spectrum(
-      paths, size, on_skip=lambda path, why: typer.echo(f"warning: skipped {why}", err=True))
-  with fileio.atomic_write(out) as tmp:
-    with open(tmp, "wb") as handle:
-      np.save(handle, magnitude)
-  typer.echo(f"wrote {out}: {magnitude.shape} from {used} photos")
+  with ProgressEvents() as events:
+    outcome = _commands().spectrum(folder, out, size, events=events)
+  typer.echo(f"wrote {out}: {outcome.magnitude.shape} from {outcome.photos} photos")
 
 
-@app.command(cls=_Command)
+@app.command(cls=Command)
 @user_errors
 def info(
     png: Annotated[Path, typer.Argument(metavar="PNG", help="A PNG that jaxviz wrote.")],
@@ -809,26 +404,23 @@ def info(
 
   Example (offline): [bold]jaxviz info renders/24_271.png[/bold]
   """
-  from jaxviz import fileio
+  from jaxviz.fileio import display  # no JAX needed
 
-  text = fileio.png_info(png)
-  provenance = text.get(fileio.PROVENANCE_KEY)
-  if not isinstance(provenance, dict):
-    raise JaxvizError(f"{fileio.display(png)} was not written by jaxviz (it has no jaxviz "
-                      "text chunk)")
+  from jaxviz.app.commands import info as read_info
+
+  outcome = read_info(png)
   if as_json:
-    _echo_json({"title": text.get("Title", ""), **provenance})
-    return
-  typer.echo(fileio.display(text.get("Title", png)))
-  if provenance.get("random_weights") is True:
+    return echo_json(outcome.to_json())
+  typer.echo(display(outcome.title or png))
+  if outcome.provenance.get("random_weights") is True:
     typer.echo("RANDOM weights: an untrained network")
-  rows = {fileio.display(key): fileio.display(value) for key, value in provenance.items()}
+  rows = {display(key): display(value) for key, value in outcome.provenance.items()}
   width = max(len(key) for key in rows)
   for key, value in sorted(rows.items()):
     typer.echo(f"  {key:<{width}}  {value}")
 
 
-@app.command("atlas", cls=_Command)
+@app.command("atlas", cls=Command)
 @user_errors
 def atlas_command(
     out: Annotated[Path, typer.Argument(metavar="DIR", help="A render or sweep directory.")],
@@ -838,12 +430,7 @@ def atlas_command(
 
   Example (offline): [bold]jaxviz atlas sweeps/conv5_1 --top-images conv5_1_photos.json[/bold]
   """
-  from jaxviz import atlas
-
-  if not out.is_dir():
-    raise JaxvizError(f"not a directory: {out}")
-  table = atlas.read_top_images(top_images) if top_images is not None else None
-  built = atlas.build_atlas(out, table)
+  built = _commands().atlas(out, top_images)
   for map_index, filename in sorted(built.damaged.items()):
     typer.echo(f"warning: {filename} (map {map_index}) is missing or not the PNG its record "
                "made; left out (rerun the command that made it to render it again)", err=True)

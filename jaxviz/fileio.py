@@ -154,6 +154,39 @@ def read_image(path: str | os.PathLike, dtype=np.float32) -> np.ndarray:
   return rgb.astype(dtype) / dtype.type(255)
 
 
+def as_photo(path_or_image, name: str = "photo") -> np.ndarray:
+  """A photo given as a path (read as RGB in [0, 1]) or as an array: (H, W, 3) RGB in
+  [0, 1] (floats) or 0..255 (uint8); (H, W) grey and (H, W, 4) RGBA become RGB as
+  files do. `name` is the argument named in errors.
+
+  Raises:
+    JaxvizError: for an array of another shape, or with values that are not finite
+      or outside [0, 1].
+  """
+  if not hasattr(path_or_image, "__array__"):
+    if not isinstance(path_or_image, (str, os.PathLike)):
+      raise JaxvizError(f"{name} must be a path or an (H, W, 3) array, got "
+                        f"{type(path_or_image).__name__}")
+    return read_image(path_or_image)
+  array = np.asarray(path_or_image)
+  if array.ndim == 2:
+    array = array[..., None]
+  if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
+    raise JaxvizError(f"{name} must be an (H, W, 3) RGB image, got an array of shape "
+                      f"{array.shape}")
+  array = np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
+  if array.dtype == np.uint8:
+    return array.astype(np.float32) / np.float32(255)
+  if not np.issubdtype(array.dtype, np.floating):
+    raise JaxvizError(f"{name} must hold floats in [0, 1] or uint8, got {array.dtype}")
+  if not np.isfinite(array).all():
+    raise JaxvizError(f"{name} holds non-finite values (NaN or Inf)")
+  if array.min() < 0 or array.max() > 1:
+    raise JaxvizError(f"{name} must hold values in [0, 1], got {array.min():.4g}.."
+                      f"{array.max():.4g} (a 0..255 image should be uint8)")
+  return array
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
   """[0, 1] float (H, W, 3) -> uint8, clipped and rounded to nearest."""
   return np.round(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -1,10 +1,15 @@
-"""Progress as people see it: a rich bar over the work, estimates, and counted nouns.
+"""What a command reports as it goes, and how people see it: `Events`, a rich progress
+bar with estimates (`ProgressEvents`), a callback (`CallbackEvents`), counted nouns.
 
-The CLI and the Python API (`jaxviz.render(..., progress=True)`, which notebooks
-show) print the same things through `ProgressEvents`.
+The application layer (`jaxviz.app`) tells an `Events` what happens; the CLI and
+the Python API (`jaxviz.render(..., progress=True)`, which notebooks show) pass
+the same `ProgressEvents`, so both faces print the same things. This module
+imports nothing heavy.
 """
 
 from __future__ import annotations
+
+import time
 
 
 def plural(count: int, noun: str) -> str:
@@ -21,6 +26,43 @@ def duration(seconds: float) -> str:
   return f"{seconds / 3600:.1f} h"
 
 
+class Events:
+  """What the application layer reports; every method does nothing here.
+
+  Work is counted in steps times the model's input pixels (`app.RenderPlan`),
+  so that every scale weighs what it costs; scoring photos counts photos.
+  """
+
+  def note(self, line: str) -> None:
+    """An informational line: the weights loaded, a conversion, a warning."""
+
+  def begin(self, label: str, total: int | None = None) -> None:
+    """A piece of work starts (rendering some maps, scoring photos)."""
+
+  def plan(self, plan) -> None:
+    """The rendering work is known (`app.RenderPlan`)."""
+
+  def work(self, amount: int) -> None:
+    """`amount` more work is done."""
+
+  def out_of_memory(self, new_batch: int) -> None:
+    """The device ran out of memory; the batch is now `new_batch`."""
+
+  def dead(self, map_index: int, first_alive: int | None) -> None:
+    """Map `map_index` was dead at the start; `first_alive` is the first scale with a
+    non-zero objective, or None."""
+
+  def failed(self, map_index: int, reason: str) -> None:
+    """Map `map_index` failed (non-finite objective or image); nothing was written."""
+
+  def damaged(self, map_index: int, filename: str) -> None:
+    """Map `map_index` was finished, but its PNG `filename` is missing or damaged: it is
+    rendered again."""
+
+  def finished(self) -> None:
+    """Every output of the piece of work is written."""
+
+
 def progress_bar():
   """A rich progress bar on stderr (rich also draws it in notebooks)."""
   from rich.console import Console
@@ -31,40 +73,60 @@ def progress_bar():
                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
 
 
-class ProgressEvents:
-  """Prints what rendering reports: a bar over the work (steps times pixels, so the
-  large late scales weigh what they cost) that completes only once every output is
-  written, and, once the speed is measured, an estimate of the time left and of
-  what --preview would take."""
+class ProgressEvents(Events):
+  """Prints what happens on stderr: notes as lines, each piece of work as a bar (the
+  bar starts with the first piece; `with ProgressEvents() as events:` stops it).
+
+  A render's bar is over its work (steps times pixels) and completes only once
+  every output is written; once the speed is measured, a line estimates the time
+  left and what --preview would take.
+  """
 
   # The estimate waits for this much measured work after the first step (which
   # compiles), so that it is the machine's speed, not the compiler's.
   MEASURE_S = 3.0
 
-  def __init__(self, progress, label: str, out=None):
-    self.progress, self.out = progress, out
-    self.task = progress.add_task(label, total=None)
+  def __init__(self):
+    self.bar = None
+    self.task = None
     self.plan_ = None
-    self.first = None
-    self.estimated = False
 
-  def say(self, line: str) -> None:
-    """A line on stderr above the bar, never wrapped (so that logs keep it whole)."""
-    self.progress.console.print(line, soft_wrap=True)
+  def __enter__(self) -> "ProgressEvents":
+    return self
 
-  def plan(self, plan):
+  def __exit__(self, *exc) -> None:
+    if self.bar is not None:
+      self.bar.stop()
+
+  def note(self, line: str) -> None:
+    """A line on stderr (above the bar), never wrapped, so that logs keep it whole."""
+    if self.bar is not None:
+      self.bar.console.print(line, soft_wrap=True, markup=False, highlight=False)
+    else:
+      import sys
+
+      print(line, file=sys.stderr, flush=True)
+
+  def begin(self, label: str, total: int | None = None) -> None:
+    if self.bar is None:
+      self.bar = progress_bar()
+      self.bar.start()
+    self.task = self.bar.add_task(label, total=total)
+    self.plan_, self.first, self.estimated = None, None, False
+
+  def plan(self, plan) -> None:
     self.plan_ = plan
     if plan.skipped:
-      where = f" in {self.out}" if self.out is not None else ""
-      self.say(f"{plural(plan.skipped, 'map')} already rendered{where}, skipped")
+      where = f" in {plan.out}" if plan.out is not None else ""
+      self.note(f"{plural(plan.skipped, 'map')} already rendered{where}, skipped")
     # One more unit for writing: the bar completes when the outputs are written.
-    self.progress.update(self.task, total=plan.work + 1)
+    self.bar.update(self.task, total=plan.work + 1)
 
-  def work(self, amount):
-    import time
-
-    self.progress.advance(self.task, amount)
-    now, done = time.perf_counter(), self.progress.tasks[self.task].completed
+  def work(self, amount: int) -> None:
+    self.bar.advance(self.task, amount)
+    if self.plan_ is None:
+      return
+    now, done = time.perf_counter(), self.bar.tasks[self.task].completed
     if self.first is None:
       self.first = (now, done)
       return
@@ -78,55 +140,38 @@ class ProgressEvents:
               f"up to {plan.largest_side} px) on this machine")
       if plan.preview_work and plan.preview_work < plan.work:
         line += f"; --preview would take ≈ {duration(plan.preview_work / rate)}"
-      self.say(line)
+      self.note(line)
 
-  def out_of_memory(self, new_batch):
-    self.say(f"out of device memory: batch halved to {new_batch}")
+  def out_of_memory(self, new_batch: int) -> None:
+    self.note(f"out of device memory: batch halved to {new_batch}")
 
-  def dead(self, map_index, first_alive):
+  def dead(self, map_index: int, first_alive: int | None) -> None:
     fate = "never came alive" if first_alive is None else f"came alive at scale {first_alive}"
-    self.say(f"map {map_index} is dead at the start (objective 0, no gradient): only the "
-             f"weight decay moves its image, towards the ImageNet mean colour; it {fate}")
+    self.note(f"map {map_index} is dead at the start (objective 0, no gradient): only the "
+              f"weight decay moves its image, towards the ImageNet mean colour; it {fate}")
 
-  def failed(self, map_index, reason):
-    self.say(f"map {map_index} failed: {reason}; no image written")
+  def failed(self, map_index: int, reason: str) -> None:
+    self.note(f"map {map_index} failed: {reason}; no image written")
 
-  def damaged(self, map_index, filename):
-    self.say(f"warning: {filename} (map {map_index}) is missing or not the PNG its record "
-             "made; rendering it again")
+  def damaged(self, map_index: int, filename: str) -> None:
+    self.note(f"warning: {filename} (map {map_index}) is missing or not the PNG its record "
+              "made; rendering it again")
 
-  def finished(self):
-    task = self.progress.tasks[self.task]
+  def finished(self) -> None:
+    task = self.bar.tasks[self.task]
     if task.total is not None:
-      self.progress.update(self.task, completed=task.total)
+      self.bar.update(self.task, completed=task.total)
 
 
-
-
-class CallbackEvents:
-  """Hands `callback(done, total)` the work done so far, as a fraction's parts."""
+class CallbackEvents(Events):
+  """Hands `callback(done, total)` the rendering work done so far, as a fraction's parts."""
 
   def __init__(self, callback):
     self.callback, self.total, self.done = callback, 0, 0
 
-  def plan(self, plan):
+  def plan(self, plan) -> None:
     self.total = plan.work
 
-  def work(self, amount):
+  def work(self, amount: int) -> None:
     self.done += amount
     self.callback(self.done, self.total)
-
-  def out_of_memory(self, new_batch):
-    pass
-
-  def dead(self, map_index, first_alive):
-    pass
-
-  def failed(self, map_index, reason):
-    pass
-
-  def damaged(self, map_index, filename):
-    pass
-
-  def finished(self):
-    pass

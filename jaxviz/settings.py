@@ -39,6 +39,29 @@ def prng_key(seed: int, name: str = "seed") -> jax.Array:
   return jax.random.key(check_seed(seed, name))
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+  """Which network and weights, and how it computes (the CLI's "Network" options).
+
+  Attributes:
+    weights: "imagenet", "random[:SEED]", a path (`app.load_weights`), or loaded
+      `weights.Weights`.
+    arch: the architecture for "imagenet" and "random"; files record their own.
+    precision: conv/matmul precision, one of `vgg.PRECISIONS`.
+  """
+
+  weights: object = "imagenet"
+  arch: str = "vgg16"
+  precision: str = "default"
+
+  def check(self) -> "ModelSettings":
+    from jaxviz import layers as layers_lib, vgg
+
+    vgg.check_precision(self.precision)
+    layers_lib.check_arch(self.arch)
+    return self
+
+
 RECIPES = ("seed", "lucid", "maco")
 DIVERSITY_WEIGHT = 100.0  # lucent's example weight: channel - 1e2 * diversity
 

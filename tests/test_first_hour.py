@@ -68,13 +68,13 @@ def test_the_estimate_is_printed_once_the_speed_is_measured(tmp_path):
 
 def test_probe_prints_its_ranking_before_any_render(tmp_path, photo_files, monkeypatch):
   seen = {}
-  real = app.render_to_dir
+  real = app.rendering.render_to_dir
 
   def spy(*args, **kwargs):
     seen["stdout"] = sys.stdout.buffer.getvalue().decode()  # CliRunner's captured stdout
     return real(*args, **kwargs)
 
-  monkeypatch.setattr(app, "render_to_dir", spy)
+  monkeypatch.setattr(app.rendering, "render_to_dir", spy)
   result = run_cli("probe", photo_files["chelsea.jpg"], "-l", "10", "--top", "3", "--map", "7",
                    "-w", "random", "-o", tmp_path / "fig.png", "--renders", tmp_path / "r",
                    *TINY)

@@ -212,7 +212,7 @@ def test_compare_refuses_a_repeated_recipe_and_checks_every_recipe_first(tmp_pat
   def no_rendering(*args, **kwargs):
     raise AssertionError("rendered before every recipe's settings were checked")
 
-  monkeypatch.setattr(app_lib, "render_maps", no_rendering)
+  monkeypatch.setattr(app_lib.rendering, "render_maps", no_rendering)
   spectrum = tmp_path / "s.npy"
   np.save(spectrum, np.ones((3, 64, 33), np.float32))  # MACO at 64 px; seed's size0 is 32
   line = error_line(run_cli("compare", "--layer", "10", "--maps", "0", "--weights", "random",

@@ -178,7 +178,7 @@ def test_imagenet_uses_torchvision_cache_then_jaxviz_cache(vgg16_pth, tmp_path, 
   assert weights_lib.imagenet_cache_path().is_file()
 
   # Second time: the converted file alone, torch not needed.
-  monkeypatch.setattr(app, "_torch_side", no_network)
+  monkeypatch.setattr(app.rendering, "_torch_side", no_network)
   again = app.load_weights("imagenet")
   np.testing.assert_array_equal(again.params["conv1_1"]["kernel"],
                                 loaded.params["conv1_1"]["kernel"])

@@ -1,6 +1,7 @@
-"""The use cases, shared by the CLI and the Python API: weights, render directories.
+"""Rendering a VGG layer's maps as the commands do: weights, recipes, render directories.
 
-The CLI parses, calls these and prints; `jaxviz.api` wraps them for notebooks.
+`jaxviz.app.commands` builds every command on these; `jaxviz.api` and the CLI
+call the commands.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from jaxviz import execution, fileio, ops, store, vgg
 from jaxviz import layers as layers_lib
 from jaxviz import weights as weights_lib
 from jaxviz.errors import JaxvizError
-from jaxviz.progress import plural
+from jaxviz.progress import Events, plural
 from jaxviz.optvis import objectives, recipes
 from jaxviz.optvis.render import dtype_context, resolve_driver
 from jaxviz.settings import DIVERSITY_WEIGHT, RenderOptions, prng_key
@@ -169,6 +170,7 @@ class RenderPlan:
     steps: optimisation steps per map.
     largest_side: the largest image side.
     preview_work: the same maps' work with `--preview` settings.
+    out: the render directory, if any.
   """
 
   skipped: int
@@ -178,33 +180,11 @@ class RenderPlan:
   steps: int
   largest_side: int
   preview_work: int
+  out: str | None = None
 
 
-class RenderEvents:
-  """What rendering reports as it goes; the CLI overrides these to print."""
-
-  def plan(self, plan: RenderPlan) -> None:
-    """The work is known."""
-
-  def work(self, amount: int) -> None:
-    """`amount` more work is done (see `RenderPlan`)."""
-
-  def out_of_memory(self, new_batch: int) -> None:
-    """The device ran out of memory; the batch is now `new_batch`."""
-
-  def dead(self, map_index: int, first_alive: int | None) -> None:
-    """Map `map_index` was dead at the start; `first_alive` is the first scale with a
-    non-zero objective, or None."""
-
-  def failed(self, map_index: int, reason: str) -> None:
-    """Map `map_index` failed (non-finite objective or image); nothing was written."""
-
-  def damaged(self, map_index: int, filename: str) -> None:
-    """Map `map_index` was finished, but its PNG `filename` is missing or damaged: it is
-    rendered again."""
-
-  def finished(self) -> None:
-    """Every output is written."""
+# What rendering reports as it goes (the CLI prints it, `progress.ProgressEvents`).
+RenderEvents = Events
 
 
 def _work(recipe: recipes.Recipe, per_step: Sequence[int], maps: int, batch: int) -> int:
@@ -217,7 +197,7 @@ def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
                  options: RenderOptions, events: RenderEvents = RenderEvents(), *,
                  photo: np.ndarray | None = None, skipped: int = 0,
                  preview: recipes.Recipe | None = None, run: dict | None = None,
-                 params_loader=None):
+                 params_loader=None, out=None):
   """Renders `units` where `execution` decides; yields each finished batch.
 
   Tells `events` the plan (`skipped` maps already done; the `preview` recipe's
@@ -236,7 +216,8 @@ def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
                   if preview is not None else 0)
   events.plan(RenderPlan(
       skipped, len(units), run_batch, _work(recipe, per_step, len(units), run_batch),
-      recipe.total_steps(), max(recipe.sides), preview_work))
+      recipe.total_steps(), max(recipe.sides), preview_work,
+      None if out is None else fileio.display(out)))
   if run is not None:
     run.update(batch=batch, workers=workers)
   if not units:
@@ -258,6 +239,7 @@ class RenderOutcome:
     skipped: maps already finished before the call.
     failed: {map: reason} for maps whose render failed in this call.
     wall_time_s: this call's rendering time.
+    out: the render directory.
   """
 
   record: dict
@@ -265,6 +247,11 @@ class RenderOutcome:
   skipped: int
   failed: dict[int, str]
   wall_time_s: float
+  out: Path
+
+  def error(self) -> JaxvizError | None:
+    """The one error to end with if any map failed (the others are finished), else None."""
+    return failures_error(self.failed, self.out) if self.failed else None
 
 
 def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequence[int], out_dir,
@@ -292,9 +279,10 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
   preview = layer_recipe(target, options.schedule.preview(), options.diversity)
   if all(m in directory.finished() for m in maps):
     list(render_units(recipe, target.model, layer_params(loaded, target, recipe)[0], [],
-                      options, events, skipped=len(maps), preview=preview))  # the plan
+                      options, events, skipped=len(maps), preview=preview,
+                      out=out_dir))  # tells `events` the plan
     events.finished()
-    return RenderOutcome(directory.record, [], len(maps), {}, 0.0)
+    return RenderOutcome(directory.record, [], len(maps), {}, 0.0, Path(out_dir))
   fileio.ensure_writable_dir(out_dir)
   with directory.lock():
     return _render_into(directory, loaded, target, recipe, preview, maps, options, events,
@@ -316,7 +304,7 @@ def _render_into(directory: store.RenderDirectory, loaded, target, recipe, previ
                          photo=None if init_path is None else photo_start(
                              init_path, options.schedule.size0, options.dtype),
                          skipped=len(maps) - len(todo), preview=preview, run=run,
-                         params_loader=loader)
+                         params_loader=loader, out=directory.out_dir)
   directory.record["runs"].append(run)
   import_meanwhile("jaxviz.figures")  # for grid.png, while the parent waits on workers
   provenance = {**target.provenance(), "recipe": recipe.name,
@@ -353,7 +341,7 @@ def _render_into(directory: store.RenderDirectory, loaded, target, recipe, previ
   events.finished()
   rendered = [m for m in todo if m not in failed]
   return RenderOutcome(directory.record, rendered, len(maps) - len(todo), failed,
-                       run["wall_time_s"])
+                       run["wall_time_s"], directory.out_dir)
 
 
 def failures_error(failed: dict[int, str], out_dir=None) -> JaxvizError:

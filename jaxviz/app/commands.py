@@ -1,0 +1,518 @@
+"""Every command's work, once: the CLI and the Python API (`jaxviz.api`) both call these.
+
+Conventions:
+  * A command takes validated settings objects for the option groups it shares
+    (`settings.ModelSettings`, `settings.RenderOptions`) and plain values, in
+    the library's words, for its own; it checks what it is given before any
+    long work (a `SettingError` names the setting; the CLI shows it as a flag).
+  * It reports what happens through `events` (`progress.Events`: notes, a piece
+    of work per bar) and returns an outcome: what it found and the files it
+    wrote, with `to_json()` for `--json`. Printing is the caller's business.
+  * A render whose maps partly failed returns its outcome (the others are
+    finished and written); `outcome.error()` is the error to end with.
+  * Device set-up (`--distributed`) and the compilation cache are decided here,
+    not by the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from jaxviz import atlas as atlas_lib
+from jaxviz import execution, fileio, store, vgg, xla_cache
+from jaxviz import layers as layers_lib
+from jaxviz import probe as probe_lib
+from jaxviz import weights as weights_lib
+from jaxviz.app import rendering
+from jaxviz.errors import JaxvizError, SettingError
+from jaxviz.progress import Events, plural
+from jaxviz.settings import ModelSettings, RecipeOptions, RenderOptions, parse_recipes
+
+
+# Shared steps.
+
+def use_compilation_cache(events: Events) -> None:
+  """The persistent XLA cache in the user cache dir, so a second run skips compiling;
+  one warning line if it cannot be used."""
+  problem = xla_cache.use(weights_lib.cache_dir() / "xla")
+  if problem:
+    events.note(f"warning: {problem}")
+
+
+def load(model: ModelSettings, events: Events) -> weights_lib.Weights:
+  """The weights `model` names, said in a note."""
+  model.check()
+  if isinstance(model.weights, weights_lib.Weights):  # already loaded (the Python API)
+    loaded = model.weights
+  else:
+    loaded = rendering.load_weights(model.weights, model.arch, say=events.note)
+  events.note(f"weights: {loaded.describe()}")
+  return loaded
+
+
+def load_target(model: ModelSettings, layer, pre_relu: bool, events: Events):
+  """(weights, target): the weights, then the layer resolved once, against the
+  architecture they hold (VGG19's conv5_1 is index 28)."""
+  model.check()
+  use_compilation_cache(events)
+  loaded = load(model, events)
+  return loaded, vgg.resolve_target(layer, loaded.arch, pre_relu=pre_relu,
+                                    precision=model.precision)
+
+
+def weights_title(loaded: weights_lib.Weights) -> str:
+  """'weights: LABEL', marked when random, for figure titles."""
+  return f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
+
+
+def _positive(name: str, value: int, high: int | None = None) -> int:
+  if not isinstance(value, int) or value < 1 or (high is not None and value > high):
+    limit = f"between 1 and {high}" if high is not None else "at least 1"
+    raise SettingError(name, f"must be {limit}, got {value!r}")
+  return value
+
+
+# layers, convert, classify, info: no rendering.
+
+@dataclasses.dataclass(frozen=True)
+class LayersOutcome:
+  """The addressable layers of an architecture (`jaxviz layers`)."""
+
+  arch: str
+  side: int
+  rows: list[dict]
+
+  def to_json(self) -> dict:
+    return {"arch": self.arch, "input_size": self.side, "layers": self.rows}
+
+
+def layers(arch: str = layers_lib.DEFAULT_ARCH, side: int = 224) -> LayersOutcome:
+  """Every layer: index, name, kind, channels, output side at `side` px, the module read."""
+  _positive("side", side)
+  rows = [{"index": layer.index, "name": layer.name, "kind": layer.kind,
+           "channels": layer.channels, "output_size": layer.output_side(side),
+           "reads": layers_lib.read_layer(layer, arch).name,
+           "pre_relu_reads": layer.name if layer.kind == "conv" else None}
+          for layer in layers_lib.feature_layers(arch)]
+  return LayersOutcome(arch, side, rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertOutcome:
+  """A converted weights file (`jaxviz convert`)."""
+
+  out: Path
+  arch: str
+  tensors: int
+
+  def to_json(self) -> dict:
+    return {"out": str(self.out), "arch": self.arch, "tensors": self.tensors}
+
+
+def convert(src, out, arch: str | None = None) -> ConvertOutcome:
+  """A torchvision `.pth` state dict as a jaxviz `.safetensors`, strictly checked,
+  written atomically and byte-deterministically."""
+  try:
+    import jaxviz_convert.torchvision_vgg as torchvision_vgg  # torch, on demand
+  except ImportError as error:
+    raise JaxvizError(f"jaxviz convert needs torch and torchvision: {error}") from None
+  arch = torchvision_vgg.convert_file(src, out, arch)
+  return ConvertOutcome(Path(out), arch, len(vgg.param_shapes(arch)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyOutcome:
+  """ImageNet's top classes for a photo (`jaxviz classify`)."""
+
+  image: str
+  weights: weights_lib.Weights
+  top: list[dict]
+
+  def to_json(self) -> dict:
+    return {"image": self.image, "weights": self.weights.label,
+            "random_weights": self.weights.is_random, "top": self.top}
+
+
+def classify(image, model: ModelSettings = ModelSettings(), top: int = 5,
+             events: Events = Events()) -> ClassifyOutcome:
+  """The top `top` ImageNet classes of a photo (a path or an (H, W, 3) array)."""
+  from jaxviz import classify as classify_lib
+
+  _positive("top", top, 1000)
+  model.check()
+  photo = fileio.as_photo(image)
+  loaded = load(model, events)
+  return ClassifyOutcome(fileio.display(image) if not isinstance(image, np.ndarray)
+                         else "array", loaded,
+                         classify_lib.classify(loaded, photo, top, model.precision))
+
+
+@dataclasses.dataclass(frozen=True)
+class InfoOutcome:
+  """What made a PNG jaxviz wrote (`jaxviz info`)."""
+
+  png: Path
+  title: str
+  provenance: dict
+
+  def to_json(self) -> dict:
+    return {"title": self.title, **self.provenance}
+
+
+def info(png) -> InfoOutcome:
+  """The provenance a jaxviz PNG carries in its text chunks (untrusted: bounded, flat)."""
+  text = fileio.png_info(png)
+  provenance = text.get(fileio.PROVENANCE_KEY)
+  if not isinstance(provenance, dict):
+    raise JaxvizError(f"{fileio.display(png)} was not written by jaxviz (it has no jaxviz "
+                      "text chunk)")
+  return InfoOutcome(Path(png), text.get("Title", ""), provenance)
+
+
+# Rendering into a directory: render, sweep, atlas.
+
+def render(layer, maps, out, model: ModelSettings = ModelSettings(),
+           options: RenderOptions = RenderOptions(), *, pre_relu: bool = False, init=None,
+           force: bool = False, events: Events = Events()) -> rendering.RenderOutcome:
+  """Renders `maps` of `layer` into the directory `out` (`jaxviz render`): a PNG per map,
+  grid.png and render.json; resumes what a killed or failed run left."""
+  options = options.check()
+  if init is not None:
+    fileio.read_image(init)
+  fileio.ensure_writable_dir(out)
+  loaded, target = load_target(model, layer, pre_relu, events)
+  map_list = layers_lib.parse_maps(maps, target.layer)
+  events.begin(f"{target.describe()}, {plural(len(map_list), 'map')}")
+  return rendering.render_to_dir(loaded, target, map_list, out, options, init_path=init,
+                                 force=force, events=events)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepOutcome:
+  """A sweep: its render (`rendering.RenderOutcome`) and its atlas."""
+
+  render: rendering.RenderOutcome
+  atlas: atlas_lib.AtlasResult
+  devices: str
+
+  def to_json(self) -> dict:
+    return {**self.render.record, "atlas": str(self.atlas.index)}
+
+  def error(self) -> JaxvizError | None:
+    return self.render.error()
+
+
+def sweep(layer, out, model: ModelSettings = ModelSettings(),
+          options: RenderOptions = RenderOptions(), *, maps="all", pre_relu: bool = False,
+          top_images=None, distributed: bool = False, process_index: int | None = None,
+          process_count: int = 1, force: bool = False,
+          events: Events = Events()) -> SweepOutcome:
+  """Every map of a layer (or `maps`), chunked over every local device, resumable, then
+  the atlas (`jaxviz sweep`). With `distributed`, `jax.distributed.initialize()`
+  first; process K of N renders maps[K::N]."""
+  if distributed:  # before anything starts JAX's backend
+    process_index, process_count = execution.initialize_distributed()
+  _positive("process_count", process_count)
+  if not 0 <= (process_index or 0) < process_count:
+    raise SettingError("process_index", f"must be in 0..{process_count - 1}, got "
+                                        f"{process_index}")
+  options = options.check()
+  table = atlas_lib.read_top_images(top_images) if top_images is not None else None
+  fileio.ensure_writable_dir(out)
+  loaded, target = load_target(model, layer, pre_relu, events)
+  map_list = layers_lib.parse_maps(maps, target.layer)
+  devices = jax.local_devices()
+  where = (f"{len(devices)} {devices[0].platform} device(s)"
+           + (f", process {process_index or 0} of {process_count}" if process_count > 1
+              else ""))
+  events.note(where)
+  events.begin(f"{target.describe()} maps")
+  outcome = rendering.render_to_dir(loaded, target, map_list, out, options, force=force,
+                                    process_index=process_index or 0,
+                                    process_count=process_count, events=events)
+  return SweepOutcome(outcome, atlas_lib.build_atlas(out, table), where)
+
+
+def atlas(out, top_images=None) -> atlas_lib.AtlasResult:
+  """Rebuilds `out/index.html`, the offline atlas of a render or sweep directory."""
+  out = Path(out)
+  if not out.is_dir():
+    raise JaxvizError(f"not a directory: {fileio.display(out)}")
+  table = atlas_lib.read_top_images(top_images) if top_images is not None else None
+  return atlas_lib.build_atlas(out, table)
+
+
+# Photos: probe, top-images, spectrum.
+
+@dataclasses.dataclass(frozen=True)
+class ProbeOutcome:
+  """The write-up's hypothesis test on one photo (`jaxviz probe`).
+
+  Attributes:
+    result: the ranking (`probe.ProbeResult`: `top`, `asked`, `means`, `photo`).
+    image: the photo as given.
+    weights, target: what ranked it.
+    figure: the figure written, if any.
+    renders: the renders made for the figure, if any.
+  """
+
+  result: probe_lib.ProbeResult
+  image: str
+  weights: weights_lib.Weights
+  target: vgg.Target
+  figure: Path | None = None
+  renders: rendering.RenderOutcome | None = None
+
+  @property
+  def top(self):
+    return self.result.top
+
+  @property
+  def asked(self):
+    return self.result.asked
+
+  @property
+  def means(self):
+    return self.result.means
+
+  @property
+  def photo(self):
+    return self.result.photo
+
+  def to_json(self) -> dict:
+    return self.result.to_json(self.image, self.weights.label)
+
+  def error(self) -> JaxvizError | None:
+    return self.renders.error() if self.renders is not None else None
+
+  def __repr__(self) -> str:
+    return (f"ProbeOutcome({self.target.describe()}, {self.image}, top "
+            f"{[m for _, m, _ in self.top[:5]]}...)")
+
+
+def probe(image, layer, model: ModelSettings = ModelSettings(), *, top: int = 15,
+          maps: Sequence[int] = (), pre_relu: bool = False, figure=None,
+          events: Events = Events()) -> ProbeOutcome:
+  """Ranks a layer's maps by their mean activation on a photo (SPEC §3): the answer,
+  before any figure (`probe_figure`). `figure`, the path the figure will be drawn
+  to, is checked first, so that a bad path fails before the work."""
+  if figure is not None:
+    fileio.ensure_writable_dir(Path(figure).parent)
+  photo = fileio.as_photo(image)
+  loaded, target = load_target(model, layer, pre_relu, events)
+  result = probe_lib.probe(loaded, photo, target, top=top, maps=maps)
+  name = "array" if isinstance(image, np.ndarray) else fileio.display(image)
+  return ProbeOutcome(result, name, loaded, target)
+
+
+def probe_figure(outcome: ProbeOutcome, out, options: RenderOptions = RenderOptions(), *,
+                 renders="renders", with_renders: bool = True,
+                 events: Events = Events()) -> ProbeOutcome:
+  """The write-up's figure of a probe: the photo, the means, and the top maps' renders,
+  read from the render directory `renders` and rendered into it where missing."""
+  from jaxviz import figures
+
+  options = options.check()
+  fileio.ensure_writable_dir(Path(out).parent)
+  loaded, target, result = outcome.weights, outcome.target, outcome.result
+  top_maps = [m for _, m, _ in result.top]
+  rendered, images = None, None
+  recipe_name = options.schedule.recipe(None).name
+  if with_renders:
+    quicker = "" if options.preview else ", --preview renders quickly"
+    events.note(f"the figure needs renders of the top {plural(len(top_maps), 'map')} "
+                f"(recipe {recipe_name}) from {fileio.display(renders)}; --no-renders draws "
+                f"it without them{quicker}")
+    events.begin(f"rendering the top {plural(len(top_maps), 'map')} into "
+                 f"{fileio.display(renders)}")
+    rendered = rendering.render_to_dir(loaded, target, top_maps, renders, options,
+                                       events=events)
+    images = store.load_renders(renders, top_maps, rendered.record["identity_hash"])
+  footnote = weights_title(loaded) + ("" if not with_renders else f"; renders: recipe "
+                                                                   f"{recipe_name}")
+  title = f"Top {len(top_maps)} Feature Maps from {target.describe()}"
+  figures.probe_figure(result.photo, result.means, top_maps, target.describe(), images, out,
+                       footnote=footnote, asked=result.asked,
+                       text=fileio.png_text(title, {**target.provenance(),
+                                                    "photo": outcome.image,
+                                                    **loaded.provenance()}))
+  return dataclasses.replace(outcome, figure=Path(out), renders=rendered)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopImagesOutcome:
+  """A folder's photos ranked by a map, or by every map (`jaxviz top-images`).
+
+  Attributes:
+    scores: every map's mean on every photo (`probe.FolderScores`).
+    table: with every map: the `top-images --all-maps` table (`atlas` reads it).
+    ranked: with one map: its top photos, [(path, mean)].
+    out: the file written (the table, or a grid of the top photos), if any.
+  """
+
+  scores: probe_lib.FolderScores
+  weights: weights_lib.Weights
+  target: vgg.Target
+  map: int | None
+  top: int
+  table: dict | None = None
+  ranked: list | None = None
+  out: Path | None = None
+
+  def top_images(self, map_index: int, top: int):
+    """[(path, mean)] of map `map_index`'s best `top` photos."""
+    return self.scores.top_images(map_index, top)
+
+  @property
+  def means(self) -> np.ndarray:
+    """(len(images), channels): every map's mean on every photo."""
+    return self.scores.means
+
+  @property
+  def images(self) -> list[Path]:
+    return self.scores.images
+
+  @property
+  def skipped(self) -> list[tuple[Path, str]]:
+    """[(path, reason)] for the files that could not be read."""
+    return self.scores.skipped
+
+  def to_json(self) -> dict:
+    if self.table is not None:
+      return self.table
+    return {**self.target.provenance(), "map": self.map,
+            "top": [{"image": fileio.display(p), "mean": v} for p, v in self.ranked],
+            "skipped": [fileio.display(path) for path, _ in self.skipped]}
+
+
+def top_images(folder, layer, model: ModelSettings = ModelSettings(), *,
+               map: int | None = None, all_maps: bool = False, top: int = 9,
+               pre_relu: bool = False, batch: int = 16, out=None,
+               events: Events = Events()) -> TopImagesOutcome:
+  """Ranks a folder's photos by one map's mean (with `out`: a grid of the top photos),
+  or, with `all_maps`, every map's top photos from the same single pass (with `out`:
+  the JSON table)."""
+  if (map is None) == (not all_maps):
+    raise JaxvizError("give either --map N or --all-maps")
+  _positive("top", top)
+  _positive("batch", batch)
+  paths = probe_lib.find_images(folder)
+  if out is not None:
+    fileio.ensure_writable_dir(Path(out).parent)
+  loaded, target = load_target(model, layer, pre_relu, events)
+  if map is not None:
+    layers_lib.parse_maps(str(map), target.layer)
+  events.begin(f"scoring {len(paths)} images", total=len(paths))
+  scores = probe_lib.score_folder(loaded, folder, target, batch=batch,
+                                  on_image=lambda: events.work(1),
+                                  on_skip=lambda path, why: events.note(f"warning: skipped {why}"))
+  if all_maps:
+    table = atlas_lib.top_images_table(scores, target, loaded.label, top)
+    if out is not None:
+      fileio.write_json(out, table)
+    return TopImagesOutcome(scores, loaded, target, None, top, table=table,
+                            out=None if out is None else Path(out))
+  ranked = scores.top_images(map, top)
+  if out is not None:
+    from jaxviz import figures
+
+    title = f"{target.describe()} map {map}, weights: {loaded.label}"
+    figures.titled_grid([fileio.read_image(p) for p, _ in ranked],
+                        [f"{fileio.display(p.name)}\n{v:.3f}" for p, v in ranked], out,
+                        min(3, len(ranked)), suptitle=title,
+                        text=fileio.png_text(title, {**target.provenance(), "map": map,
+                                                     **loaded.provenance()}))
+  return TopImagesOutcome(scores, loaded, target, map, top, ranked=ranked,
+                          out=None if out is None else Path(out))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectrumOutcome:
+  """MACO's magnitude spectrum, averaged over photos (`jaxviz spectrum`)."""
+
+  out: Path | None
+  magnitude: np.ndarray
+  photos: int
+
+  def to_json(self) -> dict:
+    return {"out": None if self.out is None else str(self.out),
+            "shape": list(self.magnitude.shape), "photos": self.photos}
+
+
+def spectrum(folder, out=None, size: int = 1280, events: Events = Events()) -> SpectrumOutcome:
+  """The mean decorrelated magnitude spectrum of a folder's photos at `size` px, for
+  `--recipe maco`; written as `.npy` to `out` if given."""
+  paths = probe_lib.find_images(folder)
+  magnitude, used = rendering.photo_spectrum(
+      paths, size, on_skip=lambda path, why: events.note(f"warning: skipped {why}"))
+  if out is not None:
+    with fileio.atomic_write(out) as tmp:
+      with open(tmp, "wb") as handle:
+        np.save(handle, magnitude)
+  return SpectrumOutcome(None if out is None else Path(out), magnitude, used)
+
+
+# Recipes side by side.
+
+@dataclasses.dataclass(frozen=True)
+class CompareOutcome:
+  """The same maps under several recipes (`jaxviz compare`).
+
+  Attributes:
+    images: {recipe: {map: (S, S', 3) image}}; objectives: {recipe: {map: final}}.
+    figure: the figure written, if any.
+  """
+
+  images: dict
+  objectives: dict
+  maps: list[int]
+  weights: weights_lib.Weights
+  target: vgg.Target
+  figure: Path | None
+
+  def to_json(self) -> dict:
+    return {**self.target.provenance(), "maps": self.maps, "recipes": list(self.images),
+            "objectives": {name: {str(m): v for m, v in values.items()}
+                           for name, values in self.objectives.items()},
+            "figure": None if self.figure is None else str(self.figure),
+            **self.weights.provenance()}
+
+
+def compare(layer, maps, recipes: Sequence[str] | str = ("seed", "lucid", "maco"),
+            model: ModelSettings = ModelSettings(),
+            given: RecipeOptions = RecipeOptions(),
+            options: RenderOptions = RenderOptions(), *, pre_relu: bool = False,
+            out="compare.png", events: Events = Events()) -> CompareOutcome:
+  """Renders `maps` with each recipe (`given` applies to every recipe that has the
+  setting), one row per map and one column per recipe in the figure `out`. Every
+  recipe's settings are checked, against the layer too, before any rendering."""
+  names = parse_recipes(recipes if isinstance(recipes, str) else ",".join(recipes))
+  options = options.check()
+  settings = {name: dataclasses.replace(given, recipe=name).build(strict=False)
+              for name in names}
+  if out is not None:
+    fileio.ensure_writable_dir(Path(out).parent)
+  loaded, target = load_target(model, layer, pre_relu, events)
+  map_list = layers_lib.parse_maps(maps, target.layer)
+  for name in names:
+    rendering.layer_recipe(target, settings[name], options.diversity)
+  images, objectives = {}, {}
+  for name in names:
+    events.begin(f"{name}: {plural(len(map_list), 'map')}")
+    images[name], objectives[name] = rendering.render_maps(
+        loaded, target, map_list, dataclasses.replace(options, schedule=settings[name]), events)
+  if out is not None:
+    from jaxviz import figures
+
+    title = f"{target.describe()}, {weights_title(loaded)}"
+    figures.compare_figure(images, objectives, map_list, out, title,
+                           text=fileio.png_text(title, {**target.provenance(), "maps": map_list,
+                                                        "recipes": names,
+                                                        **loaded.provenance()}))
+  return CompareOutcome(images, objectives, map_list, loaded, target,
+                        None if out is None else Path(out))
