@@ -51,7 +51,8 @@ TORCH_LOOP = textwrap.dedent("""
 
 def timed(command: list[str], env: dict) -> float:
   began = time.perf_counter()
-  result = subprocess.run(command, capture_output=True, text=True, env=env)
+  # cwd: `python -m` puts the working directory first on sys.path, before PYTHONPATH.
+  result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
   if result.returncode != 0:
     raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
   return time.perf_counter() - began
