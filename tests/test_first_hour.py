@@ -3,6 +3,7 @@ what made them, a cache that concurrent processes share, CLI conventions."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -12,14 +13,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxviz import app, figures, fileio, store
+from jaxviz import app, figures, fileio, progress, store
 from jaxviz.optvis.recipes import Schedule
-from jaxviz.settings import RenderOptions
+from jaxviz.settings import ModelSettings, RenderOptions
 from jaxviz.vgg import resolve_target
 
 from conftest import run_cli
 
 TINY = ["--size0", "32", "--scales", "2", "--steps", "3"]
+TINY_SCHEDULE = Schedule(size0=32, scales=2, steps=3)
 
 
 class Recorder(app.RenderEvents):
@@ -58,12 +60,24 @@ def test_progress_counts_work_by_scale_and_ends_after_the_last_write(tmp_path, v
                                       for i, side in enumerate(Schedule().preview().sides()))
 
 
-def test_the_estimate_is_printed_once_the_speed_is_measured(tmp_path):
-  result = run_cli("render", "-l", "10", "-m", "0:2", "-w", "random", "-o", tmp_path / "o",
-                   "--size0", "64", "--scales", "2", "--steps", "150", "--batch", "2")
-  estimates = [line for line in result.output.splitlines() if "left for 2 maps" in line]
-  assert len(estimates) == 1, result.output
-  assert "on this machine" in estimates[0] and "--preview would take" in estimates[0]
+def test_the_estimate_is_printed_once_the_speed_is_measured(tmp_path, vgg16_weights, capsys):
+  """A clock that advances 2 s per reading: the estimate waits for MEASURE_S of work
+  after the first piece (which compiles), then says it once, with --preview's time
+  when --preview is less work (700 steps at 32 px are more than its 4 scales to 96 px)."""
+  schedule = Schedule(size0=32, scales=1, steps=700)
+  for maps, offered in (("1", True), ("1,4", False)):
+    readings = itertools.count(0, 2)
+    with progress.ProgressEvents(clock=lambda: float(next(readings))) as events:
+      app.commands.render(10, maps, tmp_path / maps, ModelSettings(weights=vgg16_weights),
+                          RenderOptions(schedule=schedule if offered else TINY_SCHEDULE,
+                                        batch=2),
+                          events=events)
+    lines = [line for line in capsys.readouterr().err.splitlines() if " left for " in line]
+    assert len(lines) == 1, lines
+    steps, side = (700, 32) if offered else (TINY_SCHEDULE.total_steps(), 38)
+    assert f"left for {maps.count(',') + 1} map" in lines[0]
+    assert f"({steps} steps, up to {side} px) on this machine" in lines[0]
+    assert ("--preview would take" in lines[0]) == offered
 
 
 def test_probe_prints_its_ranking_before_any_render(tmp_path, photo_files, monkeypatch):
