@@ -16,6 +16,7 @@ same run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -33,19 +34,19 @@ import jaxviz_convert.torchvision_vgg as torchvision_vgg
 HERE = Path(__file__).resolve().parent
 
 TORCH_LOOP = textwrap.dedent("""
-    import sys, numpy as np, torch, torchvision
-    from torch_loops import Settings, torch_loop
+    import json, sys, numpy as np, torch, torchvision
+    from torch_loops import Plan, torch_loop
     layer, read, maps, whole = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "whole"
-    settings = Settings(size0=int(sys.argv[5]), scales=int(sys.argv[6]), steps=int(sys.argv[7]))
+    plan = Plan(**{key: tuple(v) if isinstance(v, list) else v for key, v in json.loads(sys.argv[5]).items()})
     model = torchvision.models.vgg16()
-    model.load_state_dict(torch.load(sys.argv[8], weights_only=True))
+    model.load_state_dict(torch.load(sys.argv[6], weights_only=True))
     model.eval()
     for parameter in model.parameters():
       parameter.requires_grad_(False)
     for unit in range(maps):  # near-grey noise, as the write-up starts
-      start = (np.random.default_rng(unit).uniform(size=(settings.size0,) * 2 + (3,)) * 20
+      start = (np.random.default_rng(unit).uniform(size=(plan.sides[0],) * 2 + (3,)) * 20
                + 128).astype(np.float32) / 255
-      torch_loop(model, layer, read, unit, start, settings, whole)
+      torch_loop(model, layer, read, unit, start, plan, whole)
 """)
 
 
@@ -120,13 +121,16 @@ def main() -> None:
     files = {"pth": str(pth), "safetensors": str(safetensors), "random": "random"}
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    from jaxviz.optvis.recipes import Schedule
     from jaxviz.vgg import resolve_target
+    from torch_loops import Plan
 
     target = resolve_target(args.layer)
+    plan = Plan.of(Schedule(size0=args.size0, scales=args.scales, steps=args.steps))
     for kind in ("whole", "truncated"):
       seconds = timed([sys.executable, "-c", TORCH_LOOP, str(target.layer.index),
-                       str(target.read.index), str(args.maps), kind, str(args.size0),
-                       str(args.scales), str(args.steps), str(pth)], env)
+                       str(target.read.index), str(args.maps), kind,
+                       json.dumps(dataclasses.asdict(plan)), str(pth)], env)
       figures[f"torch_{kind}_loop_s"] = seconds
       print(f"torch loop, {kind} network: {seconds:6.1f} s", flush=True)
     if args.before:

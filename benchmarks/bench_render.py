@@ -42,7 +42,7 @@ from jaxviz.optvis.recipes import Schedule
 from jaxviz.vgg import resolve_target
 
 from flops import step_flops
-from torch_loops import torch_loop
+from torch_loops import Plan, torch_loop
 
 def time_cli_start(weights_file: Path, layer: int, cache_dir: Path) -> float:
   """Wall time of a one-step `jaxviz render` in a fresh process with this XLA cache."""
@@ -106,7 +106,7 @@ def main() -> None:
     began = time.perf_counter()
     for map_index in torch_maps:
       torch_loop(model, target.layer.index, target.read.index, map_index, starts[map_index],
-                 schedule, whole)
+                 Plan.of(schedule), whole)
     if torch_device == "cuda":
       torch.cuda.synchronize()
     seconds = time.perf_counter() - began

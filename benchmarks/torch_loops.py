@@ -1,8 +1,7 @@
 """SPEC §2 in eager PyTorch: the write-up's loop, and the same loop truncated at the layer.
 
 Torch only (no JAX), so that a process running it (benchmarks/bench_commands.py)
-pays for nothing else. `schedule` is any object with the write-up's settings
-(`jaxviz.optvis.recipes.Schedule` or `Settings` below).
+pays for nothing else: the schedule comes spelt out as a `Plan`.
 """
 
 from __future__ import annotations
@@ -18,29 +17,26 @@ STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-  """The write-up's schedule (as `Schedule`), for processes that do not import jaxviz."""
+class Plan:
+  """A schedule spelt out: each scale's side and steps, and the step's settings.
+  Made from a `jaxviz.optvis.recipes.Schedule` by the caller (`Plan.of`), so that the
+  schedule's rules live in one place and this process needs no jaxviz."""
 
-  size0: int = 56
-  scales: int = 12
-  upscale: float = 1.2
-  steps: int = 75
-  lr: float = 0.01
-  weight_decay: float = 1e-6
-  blur: int = 5
+  sides: tuple[int, ...]
+  steps: tuple[int, ...]
+  lr: float
+  weight_decay: float
+  blur: int
 
-  def sides(self) -> tuple[int, ...]:
-    sides = [self.size0]
-    for _ in range(self.scales - 1):
-      sides.append(int(self.upscale * sides[-1]))
-    return tuple(sides)
-
-  def steps_at(self, scale: int) -> int:
-    return self.steps if scale <= self.scales / 2 else int(self.steps * 1.3)
+  @classmethod
+  def of(cls, schedule) -> "Plan":
+    sides = tuple(schedule.sides())
+    return cls(sides, tuple(schedule.steps_at(i) for i in range(len(sides))), schedule.lr,
+               schedule.weight_decay, schedule.blur)
 
 
 def torch_loop(model: torch.nn.Module, layer_index: int, read_index: int, map_index: int,
-               start: np.ndarray, schedule, whole_network: bool) -> np.ndarray:
+               start: np.ndarray, plan: Plan, whole_network: bool) -> np.ndarray:
   """SPEC §2 in eager PyTorch for one map; the write-up's loop when whole_network.
 
   The write-up's hook on features[L] reads a conv layer after its in-place
@@ -57,11 +53,11 @@ def torch_loop(model: torch.nn.Module, layer_index: int, read_index: int, map_in
   else:
     forward = model.features[: read_index + 1]
   image = torch.from_numpy(np.array(start)).permute(2, 0, 1)[None].to(device)
-  sides = schedule.sides()
-  for scale, side in enumerate(sides):
+  sides = plan.sides
+  for scale in range(len(sides)):
     x = ((image - mean) / std).detach().requires_grad_(True)
-    adam = torch.optim.Adam([x], lr=schedule.lr, weight_decay=schedule.weight_decay)
-    for _ in range(schedule.steps_at(scale)):
+    adam = torch.optim.Adam([x], lr=plan.lr, weight_decay=plan.weight_decay)
+    for _ in range(plan.steps[scale]):
       adam.zero_grad()
       output = forward(x)
       activation = saved["activation"] if whole_network else output
@@ -73,8 +69,8 @@ def torch_loop(model: torch.nn.Module, layer_index: int, read_index: int, map_in
       if scale + 1 < len(sides):
         image = F.interpolate(image, size=(sides[scale + 1],) * 2, mode="bicubic",
                               align_corners=False)
-        pad = schedule.blur // 2
-        image = F.avg_pool2d(F.pad(image, (pad,) * 4, mode="reflect"), schedule.blur, stride=1)
+        pad = plan.blur // 2
+        image = F.avg_pool2d(F.pad(image, (pad,) * 4, mode="reflect"), plan.blur, stride=1)
   if whole_network:
     hook.remove()
   return image.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()

@@ -162,8 +162,14 @@ def render_model(model, params, objective=None, units: Sequence[int] = (0,), *,
   return images[:, 0] if recipe.group == 1 else images
 
 
-def _options(seed, schedule, batch, dtype, driver, diversity, trace) -> RenderOptions:
-  return RenderOptions(seed, schedule, batch, dtype, driver, diversity, trace=trace).check()
+def _options(seed, schedule, batch, dtype, driver, diversity, trace,
+             preview: bool) -> RenderOptions:
+  """The render options, as the CLI's flags make them: `preview` is `--preview` (the
+  schedule's quick version, recorded as such)."""
+  if preview:
+    schedule = schedule.preview()
+  return RenderOptions(seed, schedule, batch, dtype, driver, diversity, trace=trace,
+                       preview=preview).check()
 
 
 def render_dir(out, layer: str | int, maps: Sequence[int] | str, *,
@@ -171,7 +177,7 @@ def render_dir(out, layer: str | int, maps: Sequence[int] | str, *,
                precision: str = "default", pre_relu: bool = False, init=None,
                force: bool = False, seed: int = 0, schedule=recipes_lib.Schedule(),
                batch: int | str = "auto", dtype: str = "float32", driver: str = "auto",
-               diversity: int = 1, trace: bool = False,
+               diversity: int = 1, trace: bool = False, preview: bool = False,
                progress: Progress = True) -> app.RenderOutcome:
   """`jaxviz render`: renders maps of a VGG layer into the directory `out` (a PNG per
   map, grid.png, render.json), resuming what is finished there.
@@ -185,7 +191,8 @@ def render_dir(out, layer: str | int, maps: Sequence[int] | str, *,
     maps = ",".join(str(int(m)) for m in maps)
   with _events(progress) as events:
     outcome = commands.render(layer, maps, out, _model(weights, arch, precision),
-                              _options(seed, schedule, batch, dtype, driver, diversity, trace),
+                              _options(seed, schedule, batch, dtype, driver, diversity, trace,
+                                       preview),
                               pre_relu=pre_relu, init=init, force=force, events=events)
   return _finish(outcome)
 
@@ -196,14 +203,16 @@ def sweep(out, layer: str | int, maps: Sequence[int] | str = "all", *,
           process_index: int | None = None, process_count: int = 1, force: bool = False,
           seed: int = 0, schedule=recipes_lib.Schedule(), batch: int | str = "auto",
           dtype: str = "float32", driver: str = "auto", diversity: int = 1,
-          trace: bool = False, progress: Progress = True) -> commands.SweepOutcome:
+          trace: bool = False, preview: bool = False,
+          progress: Progress = True) -> commands.SweepOutcome:
   """`jaxviz sweep`: every map of a layer (or `maps`) into `out`, then its atlas
   (`out/index.html`; `top_images` a `top-images --all-maps` table)."""
   if not isinstance(maps, str):
     maps = ",".join(str(int(m)) for m in maps)
   with _events(progress) as events:
     outcome = commands.sweep(layer, out, _model(weights, arch, precision),
-                             _options(seed, schedule, batch, dtype, driver, diversity, trace),
+                             _options(seed, schedule, batch, dtype, driver, diversity, trace,
+                                      preview),
                              maps=maps, pre_relu=pre_relu, top_images=top_images,
                              process_index=process_index, process_count=process_count,
                              force=force, events=events)
@@ -214,8 +223,9 @@ def probe_photo(photo, layer: str | int, *, weights: str | Weights = "imagenet",
                 maps: Sequence[int] = (), pre_relu: bool = False, precision: str = "default",
                 arch: str = layers.DEFAULT_ARCH, figure=None, renders="renders",
                 with_renders: bool = True, seed: int = 0, schedule=recipes_lib.Schedule(),
-                batch: int | str = "auto", dtype: str = "float32",
-                progress: Progress = True) -> commands.ProbeOutcome:
+                batch: int | str = "auto", dtype: str = "float32", driver: str = "auto",
+                diversity: int = 1, trace: bool = False, preview: bool = False,
+                progress: Progress = False) -> commands.ProbeOutcome:
   """`jaxviz probe`: the write-up's hypothesis test on one photo (a path or an
   (H, W, 3) array in [0, 1]); with `figure`, the write-up's figure, its renders
   read from the render directory `renders` and rendered into it where missing
@@ -226,13 +236,14 @@ def probe_photo(photo, layer: str | int, *, weights: str | Weights = "imagenet",
     result.asked[271]          # (rank, mean): is map 271 in the top 15?
     result.means               # (512,) every map's mean activation (post-ReLU: >= 0)
   """
+  # Checked before the ranking, as the command checks its flags before any work.
+  options = _options(seed, schedule, batch, dtype, driver, diversity, trace, preview)
   with _events(progress) as events:
     outcome = commands.probe(photo, layer, _model(weights, arch, precision), top=top,
                              maps=maps, pre_relu=pre_relu, figure=figure, events=events)
     if figure is not None:
-      outcome = commands.probe_figure(
-          outcome, figure, _options(seed, schedule, batch, dtype, "auto", 1, False),
-          renders=renders, with_renders=with_renders, events=events)
+      outcome = commands.probe_figure(outcome, figure, options, renders=renders,
+                                      with_renders=with_renders, events=events)
   return _finish(outcome)
 
 

@@ -82,7 +82,9 @@ def layers(
 
   Example (offline): [bold]jaxviz layers --json[/bold]
   """
-  outcome = _commands().layers(arch, side)
+  from jaxviz.app import no_model  # no JAX
+
+  outcome = no_model.layers(arch, side)
   if as_json:
     return echo_json(outcome.to_json())
   typer.echo(f"{arch}, input {side}x{side}")
@@ -404,11 +406,10 @@ def info(
 
   Example (offline): [bold]jaxviz info renders/24_271.png[/bold]
   """
-  from jaxviz.fileio import display  # no JAX needed
+  from jaxviz.app import no_model  # no JAX
+  from jaxviz.fileio import display
 
-  from jaxviz.app.commands import info as read_info
-
-  outcome = read_info(png)
+  outcome = no_model.info(png)
   if as_json:
     return echo_json(outcome.to_json())
   typer.echo(display(outcome.title or png))
@@ -430,7 +431,9 @@ def atlas_command(
 
   Example (offline): [bold]jaxviz atlas sweeps/conv5_1 --top-images conv5_1_photos.json[/bold]
   """
-  built = _commands().atlas(out, top_images)
+  from jaxviz.app import no_model  # no JAX
+
+  built = no_model.atlas(out, top_images)
   for map_index, filename in sorted(built.damaged.items()):
     typer.echo(f"warning: {filename} (map {map_index}) is missing or not the PNG its record "
                "made; left out (rerun the command that made it to render it again)", err=True)

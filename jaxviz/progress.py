@@ -165,10 +165,14 @@ class ProgressEvents(Events):
 
 
 class CallbackEvents(Events):
-  """Hands `callback(done, total)` the rendering work done so far, as a fraction's parts."""
+  """Hands `callback(done, total)` the current piece of work's progress (a render's
+  work, or a folder's images), as a fraction's parts; each piece starts from 0."""
 
   def __init__(self, callback):
     self.callback, self.total, self.done = callback, 0, 0
+
+  def begin(self, label: str, total: int | None = None) -> None:
+    self.total, self.done = total or 0, 0
 
   def plan(self, plan) -> None:
     self.total = plan.work

@@ -80,6 +80,18 @@ def test_the_estimate_is_printed_once_the_speed_is_measured(tmp_path, vgg16_weig
     assert ("--preview would take" in lines[0]) == offered
 
 
+def test_a_progress_callback_gets_each_piece_of_work_from_zero():
+  seen = []
+  events = progress.CallbackEvents(lambda done, total: seen.append((done, total)))
+  events.begin("scoring 3 images", total=3)
+  events.work(1)
+  events.work(2)
+  events.begin("rendering")
+  events.plan(app.RenderPlan(0, 1, 1, 10, 4, 32, 0))
+  events.work(4)
+  assert seen == [(1, 3), (3, 3), (4, 10)]
+
+
 def test_probe_prints_its_ranking_before_any_render(tmp_path, photo_files, monkeypatch):
   seen = {}
   real = app.rendering.render_to_dir

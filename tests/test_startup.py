@@ -46,3 +46,18 @@ def test_a_pth_is_converted_once_then_read_without_torch(tmp_path, vgg16_pth, ph
   assert "converting" in third.stderr
   assert not np.allclose(json.loads(third.stdout)["means"], json.loads(second.stdout)["means"])
   assert len(list((empty_jaxviz_cache / "converted").glob("*.safetensors"))) == 2
+
+
+def test_commands_that_load_no_model_start_without_jax(tmp_path):
+  """`layers`, `info` and `atlas` (jaxviz.app.no_model) import no JAX: --help speed."""
+  report = ("import atexit, sys\natexit.register(lambda: sys.stderr.write("
+            "'jax imported\\n' if 'jax' in sys.modules else 'jax not imported\\n'))\n"
+            "from jaxviz.cli import main\nmain()\n")
+  (tmp_path / "empty").mkdir()
+  for args in (["layers", "--json"], ["atlas", tmp_path / "empty"],
+               ["info", tmp_path / "missing.png"]):
+    result = subprocess.run([sys.executable, "-c", report, *map(str, args)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.stderr.splitlines()[-1] == "jax not imported", (args, result.stderr)
+  assert json.loads(subprocess.run([sys.executable, "-m", "jaxviz.cli", "layers", "--json"],
+                                   capture_output=True, text=True).stdout)["arch"] == "vgg16"

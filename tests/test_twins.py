@@ -47,7 +47,8 @@ def test_layers_convert_info_and_classify(tmp_path, vgg16_pth, vgg16_safetensors
 
 
 def test_render_sweep_atlas_and_info(tmp_path):
-  run_cli("render", "-l", "10", "-m", "3,1", "-w", "random", "-o", tmp_path / "cli", *TINY)
+  cli = run_cli("render", "-l", "10", "-m", "3,1", "-w", "random", "-o", tmp_path / "cli", *TINY)
+  assert "(random weights: these renders show an untrained network)" in cli.output
   outcome = jaxviz.render_dir(tmp_path / "api", 10, [3, 1], weights="random", schedule=SMALL,
                               progress=False)
   assert sorted(outcome.rendered) == [1, 3]
@@ -64,6 +65,20 @@ def test_render_sweep_atlas_and_info(tmp_path):
   run_cli("atlas", tmp_path / "cli_sweep")
   jaxviz.build_atlas(tmp_path / "api_sweep")
   assert same_bytes(tmp_path / "cli_sweep" / "index.html", tmp_path / "api_sweep" / "index.html")
+
+
+def test_preview_is_the_same_render_from_both_faces(tmp_path):
+  """`--preview` and `preview=True`: the same schedule, recorded as a preview, so each face
+  resumes the other's directory."""
+  run_cli("render", "-l", "2", "-m", "5", "-w", "random", "-o", tmp_path / "cli", "--preview")
+  outcome = jaxviz.render_dir(tmp_path / "api", 2, [5], weights="random", preview=True,
+                              progress=False)
+  assert outcome.record["identity_hash"] == json.loads(
+      (tmp_path / "cli" / "render.json").read_text())["identity_hash"]
+  same_renders(tmp_path / "cli", tmp_path / "api")
+  again = jaxviz.render_dir(tmp_path / "cli", 2, [5], weights="random", preview=True,
+                            progress=False)
+  assert again.skipped == 1 and again.rendered == []
 
 
 def test_probe_with_its_figure(tmp_path, photo_files):

@@ -17,6 +17,7 @@ Conventions:
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +30,8 @@ from jaxviz import layers as layers_lib
 from jaxviz import probe as probe_lib
 from jaxviz import weights as weights_lib
 from jaxviz.app import rendering
+from jaxviz.app.no_model import (InfoOutcome, LayersOutcome, atlas, info, layers,  # noqa: F401
+                                 positive as _positive)
 from jaxviz.errors import JaxvizError, SettingError
 from jaxviz.progress import Events, plural
 from jaxviz.settings import ModelSettings, RecipeOptions, RenderOptions, parse_recipes
@@ -58,7 +61,6 @@ def load(model: ModelSettings, events: Events) -> weights_lib.Weights:
 def load_target(model: ModelSettings, layer, pre_relu: bool, events: Events):
   """(weights, target): the weights, then the layer resolved once, against the
   architecture they hold (VGG19's conv5_1 is index 28)."""
-  model.check()
   use_compilation_cache(events)
   loaded = load(model, events)
   return loaded, vgg.resolve_target(layer, loaded.arch, pre_relu=pre_relu,
@@ -70,37 +72,13 @@ def weights_title(loaded: weights_lib.Weights) -> str:
   return f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
 
 
-def _positive(name: str, value: int, high: int | None = None) -> int:
-  if not isinstance(value, int) or value < 1 or (high is not None and value > high):
-    limit = f"between 1 and {high}" if high is not None else "at least 1"
-    raise SettingError(name, f"must be {limit}, got {value!r}")
-  return value
+def _photo_name(image) -> str:
+  """How outputs name a photo given as a path or as an array."""
+  return fileio.display(image) if isinstance(image, (str, os.PathLike)) else "array"
 
 
-# layers, convert, classify, info: no rendering.
-
-@dataclasses.dataclass(frozen=True)
-class LayersOutcome:
-  """The addressable layers of an architecture (`jaxviz layers`)."""
-
-  arch: str
-  side: int
-  rows: list[dict]
-
-  def to_json(self) -> dict:
-    return {"arch": self.arch, "input_size": self.side, "layers": self.rows}
-
-
-def layers(arch: str = layers_lib.DEFAULT_ARCH, side: int = 224) -> LayersOutcome:
-  """Every layer: index, name, kind, channels, output side at `side` px, the module read."""
-  _positive("side", side)
-  rows = [{"index": layer.index, "name": layer.name, "kind": layer.kind,
-           "channels": layer.channels, "output_size": layer.output_side(side),
-           "reads": layers_lib.read_layer(layer, arch).name,
-           "pre_relu_reads": layer.name if layer.kind == "conv" else None}
-          for layer in layers_lib.feature_layers(arch)]
-  return LayersOutcome(arch, side, rows)
-
+# convert, classify: no rendering. (layers, info and atlas, which load no model, are in
+# `no_model`, so that they start without JAX.)
 
 @dataclasses.dataclass(frozen=True)
 class ConvertOutcome:
@@ -144,37 +122,13 @@ def classify(image, model: ModelSettings = ModelSettings(), top: int = 5,
   from jaxviz import classify as classify_lib
 
   _positive("top", top, 1000)
-  model.check()
   photo = fileio.as_photo(image)
   loaded = load(model, events)
-  return ClassifyOutcome(fileio.display(image) if not isinstance(image, np.ndarray)
-                         else "array", loaded,
+  return ClassifyOutcome(_photo_name(image), loaded,
                          classify_lib.classify(loaded, photo, top, model.precision))
 
 
-@dataclasses.dataclass(frozen=True)
-class InfoOutcome:
-  """What made a PNG jaxviz wrote (`jaxviz info`)."""
-
-  png: Path
-  title: str
-  provenance: dict
-
-  def to_json(self) -> dict:
-    return {"title": self.title, **self.provenance}
-
-
-def info(png) -> InfoOutcome:
-  """The provenance a jaxviz PNG carries in its text chunks (untrusted: bounded, flat)."""
-  text = fileio.png_info(png)
-  provenance = text.get(fileio.PROVENANCE_KEY)
-  if not isinstance(provenance, dict):
-    raise JaxvizError(f"{fileio.display(png)} was not written by jaxviz (it has no jaxviz "
-                      "text chunk)")
-  return InfoOutcome(Path(png), text.get("Title", ""), provenance)
-
-
-# Rendering into a directory: render, sweep, atlas.
+# Rendering into a directory: render, sweep.
 
 def render(layer, maps, out, model: ModelSettings = ModelSettings(),
            options: RenderOptions = RenderOptions(), *, pre_relu: bool = False, init=None,
@@ -198,7 +152,10 @@ class SweepOutcome:
 
   render: rendering.RenderOutcome
   atlas: atlas_lib.AtlasResult
-  devices: str
+
+  @property
+  def weights(self) -> weights_lib.Weights:
+    return self.render.weights
 
   def to_json(self) -> dict:
     return {**self.render.record, "atlas": str(self.atlas.index)}
@@ -227,24 +184,14 @@ def sweep(layer, out, model: ModelSettings = ModelSettings(),
   loaded, target = load_target(model, layer, pre_relu, events)
   map_list = layers_lib.parse_maps(maps, target.layer)
   devices = jax.local_devices()
-  where = (f"{len(devices)} {devices[0].platform} device(s)"
-           + (f", process {process_index or 0} of {process_count}" if process_count > 1
-              else ""))
-  events.note(where)
+  events.note(f"{len(devices)} {devices[0].platform} device(s)"
+              + (f", process {process_index or 0} of {process_count}" if process_count > 1
+                 else ""))
   events.begin(f"{target.describe()} maps")
   outcome = rendering.render_to_dir(loaded, target, map_list, out, options, force=force,
                                     process_index=process_index or 0,
                                     process_count=process_count, events=events)
-  return SweepOutcome(outcome, atlas_lib.build_atlas(out, table), where)
-
-
-def atlas(out, top_images=None) -> atlas_lib.AtlasResult:
-  """Rebuilds `out/index.html`, the offline atlas of a render or sweep directory."""
-  out = Path(out)
-  if not out.is_dir():
-    raise JaxvizError(f"not a directory: {fileio.display(out)}")
-  table = atlas_lib.read_top_images(top_images) if top_images is not None else None
-  return atlas_lib.build_atlas(out, table)
+  return SweepOutcome(outcome, atlas_lib.build_atlas(out, table))
 
 
 # Photos: probe, top-images, spectrum.
@@ -306,8 +253,7 @@ def probe(image, layer, model: ModelSettings = ModelSettings(), *, top: int = 15
   photo = fileio.as_photo(image)
   loaded, target = load_target(model, layer, pre_relu, events)
   result = probe_lib.probe(loaded, photo, target, top=top, maps=maps)
-  name = "array" if isinstance(image, np.ndarray) else fileio.display(image)
-  return ProbeOutcome(result, name, loaded, target)
+  return ProbeOutcome(result, _photo_name(image), loaded, target)
 
 
 def probe_figure(outcome: ProbeOutcome, out, options: RenderOptions = RenderOptions(), *,
@@ -398,7 +344,7 @@ def top_images(folder, layer, model: ModelSettings = ModelSettings(), *,
   or, with `all_maps`, every map's top photos from the same single pass (with `out`:
   the JSON table)."""
   if (map is None) == (not all_maps):
-    raise JaxvizError("give either --map N or --all-maps")
+    raise JaxvizError("give either one map (--map N) or all maps (--all-maps)")
   _positive("top", top)
   _positive("batch", batch)
   paths = probe_lib.find_images(folder)

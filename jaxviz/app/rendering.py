@@ -240,6 +240,7 @@ class RenderOutcome:
     failed: {map: reason} for maps whose render failed in this call.
     wall_time_s: this call's rendering time.
     out: the render directory.
+    weights: the weights rendered with.
   """
 
   record: dict
@@ -248,6 +249,7 @@ class RenderOutcome:
   failed: dict[int, str]
   wall_time_s: float
   out: Path
+  weights: weights_lib.Weights
 
   def error(self) -> JaxvizError | None:
     """The one error to end with if any map failed (the others are finished), else None."""
@@ -282,7 +284,7 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
                       options, events, skipped=len(maps), preview=preview,
                       out=out_dir))  # tells `events` the plan
     events.finished()
-    return RenderOutcome(directory.record, [], len(maps), {}, 0.0, Path(out_dir))
+    return RenderOutcome(directory.record, [], len(maps), {}, 0.0, Path(out_dir), loaded)
   fileio.ensure_writable_dir(out_dir)
   with directory.lock():
     return _render_into(directory, loaded, target, recipe, preview, maps, options, events,
@@ -341,7 +343,7 @@ def _render_into(directory: store.RenderDirectory, loaded, target, recipe, previ
   events.finished()
   rendered = [m for m in todo if m not in failed]
   return RenderOutcome(directory.record, rendered, len(maps) - len(todo), failed,
-                       run["wall_time_s"], directory.out_dir)
+                       run["wall_time_s"], directory.out_dir, loaded)
 
 
 def failures_error(failed: dict[int, str], out_dir=None) -> JaxvizError:

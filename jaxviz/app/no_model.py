@@ -1,0 +1,73 @@
+"""The commands that load no model (`layers`, `info`, `atlas`), apart so that they start
+without importing JAX; `jaxviz.app.commands` has them with the others."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from jaxviz import atlas as atlas_lib
+from jaxviz import fileio
+from jaxviz import layers as layers_lib
+from jaxviz.errors import JaxvizError, SettingError
+
+
+def positive(name: str, value: int, high: int | None = None) -> int:
+  if not isinstance(value, int) or value < 1 or (high is not None and value > high):
+    limit = f"between 1 and {high}" if high is not None else "at least 1"
+    raise SettingError(name, f"must be {limit}, got {value!r}")
+  return value
+
+
+@dataclasses.dataclass(frozen=True)
+class LayersOutcome:
+  """The addressable layers of an architecture (`jaxviz layers`)."""
+
+  arch: str
+  side: int
+  rows: list[dict]
+
+  def to_json(self) -> dict:
+    return {"arch": self.arch, "input_size": self.side, "layers": self.rows}
+
+
+def layers(arch: str = layers_lib.DEFAULT_ARCH, side: int = 224) -> LayersOutcome:
+  """Every layer: index, name, kind, channels, output side at `side` px, the module read."""
+  positive("side", side)
+  rows = [{"index": layer.index, "name": layer.name, "kind": layer.kind,
+           "channels": layer.channels, "output_size": layer.output_side(side),
+           "reads": layers_lib.read_layer(layer, arch).name,
+           "pre_relu_reads": layer.name if layer.kind == "conv" else None}
+          for layer in layers_lib.feature_layers(arch)]
+  return LayersOutcome(arch, side, rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class InfoOutcome:
+  """What made a PNG jaxviz wrote (`jaxviz info`)."""
+
+  png: Path
+  title: str
+  provenance: dict
+
+  def to_json(self) -> dict:
+    return {"title": self.title, **self.provenance}
+
+
+def info(png) -> InfoOutcome:
+  """The provenance a jaxviz PNG carries in its text chunks (untrusted: bounded, flat)."""
+  text = fileio.png_info(png)
+  provenance = text.get(fileio.PROVENANCE_KEY)
+  if not isinstance(provenance, dict):
+    raise JaxvizError(f"{fileio.display(png)} was not written by jaxviz (it has no jaxviz "
+                      "text chunk)")
+  return InfoOutcome(Path(png), text.get("Title", ""), provenance)
+
+
+def atlas(out, top_images=None) -> atlas_lib.AtlasResult:
+  """Rebuilds `out/index.html`, the offline atlas of a render or sweep directory."""
+  out = Path(out)
+  if not out.is_dir():
+    raise JaxvizError(f"not a directory: {fileio.display(out)}")
+  table = atlas_lib.read_top_images(top_images) if top_images is not None else None
+  return atlas_lib.build_atlas(out, table)
