@@ -344,7 +344,7 @@ def top_images(folder, layer, model: ModelSettings = ModelSettings(), *,
   or, with `all_maps`, every map's top photos from the same single pass (with `out`:
   the JSON table)."""
   if (map is None) == (not all_maps):
-    raise JaxvizError("give either one map (--map N) or all maps (--all-maps)")
+    raise JaxvizError("give either --map N or --all-maps")
   _positive("top", top)
   _positive("batch", batch)
   paths = probe_lib.find_images(folder)
