@@ -46,6 +46,11 @@ def _model(weights: str | Weights, arch: str, precision: str) -> ModelSettings:
   return ModelSettings(weights, arch, precision).check()
 
 
+def _map_spec(maps: Sequence[int] | str) -> str:
+  """Maps as the CLI's --maps spec ("3,5", "0:8", "all"), which the commands parse."""
+  return maps if isinstance(maps, str) else ",".join(str(int(m)) for m in maps)
+
+
 def _finish(outcome):
   """Raises the error a partly failed render ends with (the other maps are written)."""
   error = outcome.error()
@@ -109,8 +114,7 @@ def render_layer(layer: str | int, maps: Sequence[int] | str, *,
   """
   loaded = _weights(weights, arch)
   target = vgg.resolve_target(layer, loaded.arch, pre_relu=pre_relu, precision=precision)
-  if not isinstance(maps, str):
-    maps = ",".join(str(int(m)) for m in maps)
+  maps = _map_spec(maps)
   options = RenderOptions(seed, schedule, batch, dtype, driver, diversity)
   photo = None if init is None else app.photo_start(init, schedule.size0, dtype)
   recipe = app.layer_recipe(target, schedule, diversity)
@@ -187,8 +191,7 @@ def render_dir(out, layer: str | int, maps: Sequence[int] | str, *,
     outcome.record["files"]      # {"271": "24_271.png", ...}
   Raises JaxvizError after writing the others if any map failed.
   """
-  if not isinstance(maps, str):
-    maps = ",".join(str(int(m)) for m in maps)
+  maps = _map_spec(maps)
   with _events(progress) as events:
     outcome = commands.render(layer, maps, out, _model(weights, arch, precision),
                               _options(seed, schedule, batch, dtype, driver, diversity, trace,
@@ -207,8 +210,7 @@ def sweep(out, layer: str | int, maps: Sequence[int] | str = "all", *,
           progress: Progress = True) -> commands.SweepOutcome:
   """`jaxviz sweep`: every map of a layer (or `maps`) into `out`, then its atlas
   (`out/index.html`; `top_images` a `top-images --all-maps` table)."""
-  if not isinstance(maps, str):
-    maps = ",".join(str(int(m)) for m in maps)
+  maps = _map_spec(maps)
   with _events(progress) as events:
     outcome = commands.sweep(layer, out, _model(weights, arch, precision),
                              _options(seed, schedule, batch, dtype, driver, diversity, trace,
@@ -282,8 +284,7 @@ def compare(layer: str | int, maps: Sequence[int] | str,
   applied to every recipe that has them."""
   from jaxviz.settings import RecipeOptions
 
-  if not isinstance(maps, str):
-    maps = ",".join(str(int(m)) for m in maps)
+  maps = _map_spec(maps)
   try:
     given = RecipeOptions(preview=preview, **recipe_settings)
   except TypeError as error:
@@ -296,8 +297,8 @@ def compare(layer: str | int, maps: Sequence[int] | str,
 
 
 def classify_photo(photo, top: int = 5, *, weights: str | Weights = "imagenet",
-             arch: str = layers.DEFAULT_ARCH, precision: str = "default",
-             progress: Progress = False) -> commands.ClassifyOutcome:
+                   arch: str = layers.DEFAULT_ARCH, precision: str = "default",
+                   progress: Progress = False) -> commands.ClassifyOutcome:
   """`jaxviz classify`: ImageNet's top classes for a photo (a path or an array)."""
   with _events(progress) as events:
     return commands.classify(photo, _model(weights, arch, precision), top, events=events)
