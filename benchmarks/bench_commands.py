@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-import jaxviz_convert.torchvision_vgg as torchvision_vgg
+import jaxviz_convert.torch_weights as torch_weights
 
 HERE = Path(__file__).resolve().parent
 
@@ -115,7 +115,7 @@ def main() -> None:
     pth = work / "vgg16.pth"
     torch.save(torchvision.models.vgg16().state_dict(), pth)
     safetensors = work / "vgg16.safetensors"
-    torchvision_vgg.convert_file(pth, safetensors)
+    torch_weights.convert_file(pth, safetensors)
     photo = work / "chelsea.png"
     Image.fromarray(data.chelsea()).save(photo)
     files = {"pth": str(pth), "safetensors": str(safetensors), "random": "random"}

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-import jaxviz_convert.torchvision_vgg as torchvision_vgg
+import jaxviz_convert.torch_weights as torch_weights
 
 LUCENT_SCRIPT = textwrap.dedent("""
     import sys, torch, torchvision
@@ -101,7 +101,7 @@ def main() -> None:
     pth = work / "vgg16.pth"
     torch.save(torchvision.models.vgg16().state_dict(), pth)
     weights = work / "vgg16.safetensors"
-    torchvision_vgg.convert_file(pth, weights)
+    torch_weights.convert_file(pth, weights)
     (work / "lucent_render.py").write_text(LUCENT_SCRIPT)
     env = {**os.environ, "JAXVIZ_CACHE_DIR": str(work / "cache")}
     jaxviz = [sys.executable, "-m", "jaxviz.cli", "render", "--recipe", "lucid", "--layer",

@@ -24,7 +24,7 @@ import jax
 import torch
 import torchvision
 
-import jaxviz_convert.torchvision_vgg as torchvision_vgg
+import jaxviz_convert.torch_weights as torch_weights
 from jaxviz import app, execution, weights as weights_lib, xla_cache
 from jaxviz.optvis import recipes
 from jaxviz.vgg import resolve_target
@@ -59,7 +59,7 @@ def main() -> None:
   torch.manual_seed(0)
   model = torchvision.models.vgg16().eval()
   state_dict = {k: v.numpy() for k, v in model.state_dict().items()}
-  params = weights_lib.nest(torchvision_vgg.state_dict_to_flat(state_dict, "vgg16"))
+  params = weights_lib.nest(torch_weights.state_dict_to_flat(state_dict, "vgg16"))
   maps = list(range(args.maps))
   device = "cuda" if torch.cuda.is_available() else "cpu"
   network = model.features[: target.read.index + 1].to(device)

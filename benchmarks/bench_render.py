@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torchvision
 
-import jaxviz_convert.torchvision_vgg as torchvision_vgg
+import jaxviz_convert.torch_weights as torch_weights
 from jaxviz import app, execution, weights as weights_lib, xla_cache
 from jaxviz.optvis import render
 from jaxviz.optvis.recipes import Schedule
@@ -79,7 +79,7 @@ def main() -> None:
   for parameter in model.parameters():
     parameter.requires_grad_(False)
   state_dict = {k: v.numpy() for k, v in model.state_dict().items()}  # before .to(cuda)
-  params = weights_lib.nest(torchvision_vgg.state_dict_to_flat(state_dict, "vgg16"))
+  params = weights_lib.nest(torch_weights.state_dict_to_flat(state_dict, "vgg16"))
   maps = list(range(args.maps))
   torch_maps = maps[: args.torch_maps or args.maps]
   key = jax.random.key(0)

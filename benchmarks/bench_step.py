@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torchvision
 
-import jaxviz_convert.torchvision_vgg as torchvision_vgg
+import jaxviz_convert.torch_weights as torch_weights
 from jaxviz import app, vgg, weights as weights_lib
 from jaxviz.optvis import render
 from jaxviz.optvis.recipes import Schedule
@@ -56,7 +56,7 @@ def main() -> None:
     parameter.requires_grad_(False)
   state_dict = {k: v.numpy() for k, v in model.state_dict().items()}
   params = jax.device_put(vgg.truncate_params(
-      weights_lib.nest(torchvision_vgg.state_dict_to_flat(state_dict, "vgg16")), layer))
+      weights_lib.nest(torch_weights.state_dict_to_flat(state_dict, "vgg16")), layer))
   print(f"{target.describe()}, {args.side} px, forward + input gradient; "
         f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads)")

@@ -24,7 +24,7 @@ _LAZY = {
     "random_weights": "jaxviz.weights", "JaxvizError": "jaxviz.errors",
     "Layer": "jaxviz.layers", "feature_layers": "jaxviz.layers",
     "resolve_layer": "jaxviz.layers", "Target": "jaxviz.vgg", "resolve_target": "jaxviz.vgg",
-    "VGGModel": "jaxviz.vgg", "Schedule": "jaxviz.optvis.recipes",
+    "VGGModel": "jaxviz.vgg", "NetModel": "jaxviz.nets.networks", "Schedule": "jaxviz.optvis.recipes",
     "Recipe": "jaxviz.optvis.recipes",
 }
 _SUBMODULES = {"objectives": "jaxviz.optvis.objectives", "params": "jaxviz.optvis.params",

@@ -77,8 +77,9 @@ def _run(recipe: recipes_lib.Recipe, model, params, units: list[int], options: R
 
 
 def render(layer_or_model, *args, **kwargs) -> np.ndarray:
-  """`render_layer(layer, maps, ...)` for a VGG layer (a name or an index),
-  `render_model(model, params, objective, units, ...)` for any other model."""
+  """`render_layer(layer, maps, ...)` for a layer of a built-in network (a name or an
+  index: VGG's layers, the canonical networks' taps), `render_model(model, params,
+  objective, units, ...)` for any other model."""
   if isinstance(layer_or_model, (str, int, layers.Layer)):
     return render_layer(layer_or_model, *args, **kwargs)
   return render_model(layer_or_model, *args, **kwargs)
@@ -90,22 +91,29 @@ def render_layer(layer: str | int, maps: Sequence[int] | str, *,
                  dtype: str = "float32", precision: str = "default", driver: str = "auto",
                  init=None, arch: str = layers.DEFAULT_ARCH,
                  progress: bool | Callable[[int, int], None] = True) -> np.ndarray:
-  """Renders feature maps of a VGG layer by activation maximisation (SPEC §2).
+  """Renders feature maps of a built-in network's layer by activation maximisation
+  (SPEC §2).
 
   Example:
     images = jaxviz.render("conv5_1", [271, 15], weights="imagenet")
+    images = jaxviz.render("mixed4a", [476], arch="inceptionv1", weights="random")
 
   Args:
-    layer: index (24), name ("conv5_1") or "features.24"; a conv layer is
-      read after its ReLU, as the write-up's code read it (SPEC §1).
+    layer: VGG: index (24), name ("conv5_1") or "features.24"; a conv layer is
+      read after its ReLU, as the write-up's code read it (SPEC §1). Other
+      archs: the reference's tap name ("mixed4a", "layer3.2") or its index in
+      `jaxviz layers --arch ARCH`.
     maps: indices, or a spec string like "0:16" or "all".
     weights: "imagenet", "random[:SEED]", a file path, or loaded `Weights`.
-    pre_relu: maximise a conv layer's raw output instead.
+    pre_relu: maximise a VGG conv layer's raw output instead (the other archs
+      name their pre-ReLU outputs as taps).
     schedule: the recipe and its settings: `Schedule` (the write-up's, SPEC §2,
       the default), `recipes.Lucid()` or `recipes.MacoRecipe(spectrum)`.
     diversity: K images per map, pushed apart by lucid's diversity term.
     batch: maps per vmapped chunk, or "auto" (`execution.auto_batch`).
     init: optional start photo (path or array) instead of the recipe's init.
+    arch: the network "imagenet" and "random" weights are of (`jaxviz.nets.ARCHS`:
+      vgg11..vgg19, inceptionv1, googlenet, resnet50); a file records its own.
     progress: True: a progress bar (terminal or notebook); a callable:
       called with (work done, total work); False: silent.
   Returns:

@@ -1,4 +1,5 @@
-"""ImageNet classification of a photo: the quick proof that converted weights are right."""
+"""Classification of a photo (ImageNet's classes; 1008 for inceptionv1): the quick proof
+that converted weights are right."""
 
 from __future__ import annotations
 
@@ -8,25 +9,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz import ops, vgg
+from jaxviz import nets, ops
+from jaxviz.nets import networks
 from jaxviz.weights import Weights
 
 INPUT_SIDE = 224
 
 
-def photo_to_input(photo: np.ndarray, side: int = INPUT_SIDE) -> jax.Array:
-  """(H, W, 3) RGB in [0, 1] -> (side, side, 3) network input (SPEC §3 step 1).
+def photo_to_input(photo: np.ndarray, arch: str = "vgg16", side: int = INPUT_SIDE) -> jax.Array:
+  """(H, W, 3) RGB in [0, 1] -> (side, side, 3) input of `arch`'s network (SPEC §3 step 1).
 
   OpenCV-style bicubic resize to a square (aspect not kept, as the write-up
-  does), then ImageNet normalisation.
+  does), then the arch's normalisation (ImageNet's for VGG, `nets.normalisation`).
   """
   photo = jnp.asarray(photo, jnp.float32)
-  return ops.normalise(ops.resize_bicubic(photo, side, side))
+  return ops.normalise(ops.resize_bicubic(photo, side, side), *nets.normalisation(arch))
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "precision"))
 def _logits(params, images, arch, precision):
-  return vgg.logits(params, images, arch=arch, precision=precision)
+  return networks.logits(params, images, arch=arch, precision=precision)
 
 
 def classify(weights: Weights, photo: np.ndarray, top: int = 5,
@@ -37,7 +39,7 @@ def classify(weights: Weights, photo: np.ndarray, top: int = 5,
     [{"index", "label", "prob", "logit"}, ...] by descending probability;
     "label" is the class name when the weights carry them, else "class N".
   """
-  images = photo_to_input(photo)[None]
+  images = photo_to_input(photo, weights.arch)[None]
   logits = np.asarray(_logits(weights.params, images, weights.arch, precision)[0], np.float64)
   probs = np.exp(logits - logits.max())
   probs /= probs.sum()

@@ -73,7 +73,8 @@ RANDOM_RENDERS = "(random weights: these renders show an untrained network)"
 @app.command(cls=Command)
 @user_errors
 def layers(
-    arch: Annotated[str, typer.Option(help="Network: vgg11, vgg13, vgg16 or vgg19.")] =
+    arch: Annotated[str, typer.Option(help="Network: vgg11, vgg13, vgg16, vgg19, inceptionv1, "
+                                           "googlenet or resnet50.")] =
     layers_lib.DEFAULT_ARCH,
     side: Annotated[int, typer.Option(help="Input side for the output-size column.")] = 224,
     as_json: JsonOption = False,
@@ -88,33 +89,39 @@ def layers(
   if as_json:
     return echo_json(outcome.to_json())
   typer.echo(f"{arch}, input {side}x{side}")
-  typer.echo(f"{'index':>5}  {'name':<8} {'kind':<5} {'channels':>8}  {'output':<8} reads")
+  width = max(8, *(len(row["name"]) for row in outcome.rows))
+  typer.echo(f"{'index':>5}  {'name':<{width}} {'kind':<6} {'channels':>8}  {'output':<8} reads")
   for row in outcome.rows:
     size = row["output_size"]
-    reads = (f"{row['reads']} output (post-ReLU; --pre-relu: raw conv)" if row["kind"] == "conv"
-             else "its own output")
-    typer.echo(f"{row['index']:>5}  {row['name']:<8} {row['kind']:<5} {row['channels']:>8}  "
-               f"{f'{size}x{size}':<8} {reads}")
+    reads = (f"{row['reads']} output (post-ReLU; --pre-relu: raw conv)"
+             if row["pre_relu_reads"] else row.get("note") or "its own output")
+    typer.echo(f"{row['index']:>5}  {row['name']:<{width}} {row['kind']:<6} "
+               f"{row['channels']:>8}  {f'{size}x{size}':<8} {reads}")
 
 
 @app.command(cls=Command)
 @user_errors
 def convert(
-    src: Annotated[Path, typer.Argument(metavar="SRC",
-                                        help="torchvision VGG state dict (.pth).")],
+    src: Annotated[Path, typer.Argument(
+        metavar="SRC", help="A torch state dict (.pth): torchvision's VGG, GoogLeNet or "
+        "ResNet-50, or lucent's InceptionV1.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .safetensors path.")],
     arch: Annotated[Optional[str], typer.Option(
         help="Expected architecture; by default it is detected from the keys.")] = None,
+    as_json: JsonOption = False,
 ):
-  """Convert torchvision VGG weights (.pth) into a jaxviz .safetensors file.
+  """Convert a torch state dict (.pth) into a jaxviz .safetensors file.
 
-  The state dict must match the architecture exactly; the output is written
-  atomically and records the source file's name and sha256.
+  The state dict must match the architecture's weight table exactly (a file of
+  another architecture is named as such); the output is written atomically and
+  records the arch and the source file's name and sha256.
 
   Example (offline, from a local file): [bold]jaxviz convert
   ~/.cache/torch/hub/checkpoints/vgg16-397923af.pth -o vgg16.safetensors[/bold]
   """
   outcome = _commands().convert(src, out, arch)
+  if as_json:
+    return echo_json(outcome.to_json())
   typer.echo(f"wrote {out} ({outcome.arch}, {outcome.tensors} tensors)")
 
 
@@ -127,10 +134,10 @@ def classify(
     model: Any = None,
     as_json: JsonOption = False,
 ):
-  """Classify a photo into ImageNet's 1000 classes: a quick check of the weights.
+  """Classify a photo into the model's ImageNet classes: a quick check of the weights.
 
   The photo gets the probe's preprocessing: RGB in [0, 1], OpenCV-style
-  bicubic resize to 224x224, ImageNet normalisation.
+  bicubic resize to 224x224, the model's own input normalisation.
 
   Example: [bold]jaxviz classify cat.jpg --top 5[/bold]
 

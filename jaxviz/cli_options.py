@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from jaxviz import layers as layers_lib
+from jaxviz import nets
 from jaxviz.clikit import Opt, with_options
 
 
@@ -29,7 +30,7 @@ MODEL = (
         "(an untrained network, for offline demos), or a path to a converted .safetensors "
         "or a torchvision .pth state dict.", "-w"),
     Opt("arch", str, layers_lib.DEFAULT_ARCH,
-        f"Network for --weights imagenet|random: {', '.join(layers_lib.ARCH_CONFIGS)}. "
+        f"Network for --weights imagenet|random: {', '.join(nets.ARCHS)}. "
         "Files record their own."),
     Opt("precision", str, "default",
         "Conv/matmul precision: default|high|highest. Same on CPU; on GPU 'default' allows "

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Literal
-
 from jaxviz.errors import JaxvizError
 
 # torchvision's `cfgs`: output channels of each 3x3 conv, "M" for a 2x2 max pool.
@@ -36,7 +34,15 @@ DEFAULT_ARCH = "vgg16"
 # fc6's input is pool5 (512 x 7 x 7 after torchvision's adaptive average pool).
 CLASSIFIER = (("fc6", 512 * 7 * 7, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 1000))
 
-LayerKind = Literal["conv", "relu", "pool"]
+# VGG's kinds are "conv", "relu" and "pool"; the other networks' taps add
+# "norm" (LRN or batch norm), "concat", "add", "block" and "dense".
+LayerKind = str
+
+# One strided (or shrinking) op on the way to a tap: (kernel, stride, padding on
+# each side, ceil_mode), as torch sizes its output. An asymmetric pad (lucent's
+# TF-style "SAME") is given as its total over 2, ceil_mode=False, which sizes alike.
+Shrink = tuple[int, int, float, bool]
+VGG_POOL: Shrink = (2, 2, 0, False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,26 +54,40 @@ class Layer:
     name: `conv5_1`, `relu5_1`, `pool5`, ...
     kind: "conv", "relu" or "pool".
     channels: number of feature maps in this layer's output.
-    pools_before: 2x2 max pools applied up to and including this layer; the
-      output side for an input of side s is `s // 2**pools_before`.
+    pools_before: 2x2 max pools applied up to and including this layer (VGG;
+      0 for other networks, whose taps give `shrinks`).
+    shrinks: the strided ops up to and including this layer (`Shrink`); VGG's
+      are its pools, so an input of side s gives `s // 2**pools_before`.
+    what: for taps whose reading needs saying (a torch hook on the module of
+      that name would read something else), one line in words; else "".
   """
 
   index: int
   name: str
   kind: LayerKind
   channels: int
-  pools_before: int
+  pools_before: int = 0
+  shrinks: tuple[Shrink, ...] = ()
+  what: str = ""
 
   def output_side(self, input_side: int) -> int:
+    """The side of this layer's output for a square input of `input_side` (1 for a
+    dense tap, read as a 1x1 map); 0 or less when the input is too small."""
     side = input_side
-    for _ in range(self.pools_before):
-      side //= 2
-    return side
+    for kernel, stride, padding, ceil in self.shrinks:
+      span = side + int(2 * padding) - kernel
+      if span < 0:
+        return 0
+      side = (-(-span // stride) if ceil else span // stride) + 1
+    return 1 if self.kind == "dense" else side
 
   @property
   def min_input_side(self) -> int:
     """Smallest input side for which this layer's output is at least 1x1."""
-    return 2**self.pools_before
+    side = 1
+    while self.output_side(side) < 1:
+      side += 1
+    return side
 
 
 def check_arch(arch: str) -> str:
@@ -83,14 +103,17 @@ def feature_layers(arch: str = DEFAULT_ARCH) -> tuple[Layer, ...]:
   for entry in ARCH_CONFIGS[check_arch(arch)]:
     if entry == "M":
       pools += 1
-      layers.append(Layer(len(layers), f"pool{block}", "pool", channels, pools))
+      layers.append(Layer(len(layers), f"pool{block}", "pool", channels, pools,
+                          (VGG_POOL,) * pools))
       block, conv_in_block = block + 1, 0
     else:
       conv_in_block += 1
       channels = int(entry)
       suffix = f"{block}_{conv_in_block}"
-      layers.append(Layer(len(layers), f"conv{suffix}", "conv", channels, pools))
-      layers.append(Layer(len(layers), f"relu{suffix}", "relu", channels, pools))
+      layers.append(Layer(len(layers), f"conv{suffix}", "conv", channels, pools,
+                          (VGG_POOL,) * pools))
+      layers.append(Layer(len(layers), f"relu{suffix}", "relu", channels, pools,
+                          (VGG_POOL,) * pools))
   return tuple(layers)
 
 

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz import fileio, ops, vgg
+from jaxviz import fileio, nets, ops, vgg
+from jaxviz.nets import networks
 from jaxviz.classify import INPUT_SIDE, photo_to_input
 from jaxviz.errors import JaxvizError
 from jaxviz.vgg import Target
@@ -33,8 +34,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 @functools.partial(jax.jit, static_argnames=("target",))
 def channel_means(params: vgg.Params, images: jax.Array, target: Target) -> jax.Array:
   """(N, H, W, 3) normalised -> (N, channels): each map's mean activation per image."""
-  activation = vgg.layer_activation(params, images, target.read, arch=target.arch,
-                                    precision=target.precision)
+  activation = networks.layer_activation(params, images, target.read, arch=target.arch,
+                                         precision=target.precision)
   return activation.mean(axis=(1, 2))
 
 
@@ -86,8 +87,9 @@ def probe(weights: Weights, photo: np.ndarray, target: Target, *, top: int = 15,
       raise JaxvizError(f"map {map_index} is out of range: layer {layer.index} ({layer.name}) "
                         f"has {layer.channels} maps (0..{layer.channels - 1})")
   resized = ops.resize_bicubic(jnp.asarray(photo, jnp.float32), INPUT_SIDE, INPUT_SIDE)
-  params = weights.subset(vgg.needed_modules(target.read, target.arch))
-  means = np.asarray(channel_means(params, ops.normalise(resized)[None], target)[0], np.float64)
+  params = weights.subset(networks.needed_modules(target.read, target.arch))
+  inputs = ops.normalise(resized, *nets.normalisation(target.arch))[None]
+  means = np.asarray(channel_means(params, inputs, target)[0], np.float64)
   check_finite_means(means, target, "the photo")
   order = ranking(means)
   rank_of = np.empty_like(order)
@@ -141,7 +143,7 @@ def score_folder(weights: Weights, folder: str | os.PathLike, target: Target, *,
   last batch is padded with zeros so every call has the same shape.
   """
   paths = find_images(folder)
-  params = weights.subset(vgg.needed_modules(target.read, target.arch))
+  params = weights.subset(networks.needed_modules(target.read, target.arch))
   scored, rows, skipped, pending = [], [], [], []
 
   def flush():
@@ -162,7 +164,7 @@ def score_folder(weights: Weights, folder: str | os.PathLike, target: Target, *,
       if on_skip:
         on_skip(path, str(error))
     else:
-      pending.append(photo_to_input(photo))
+      pending.append(photo_to_input(photo, target.arch))
       scored.append(path)
       if len(pending) == batch:
         flush()

@@ -55,10 +55,10 @@ class ModelSettings:
   precision: str = "default"
 
   def check(self) -> "ModelSettings":
-    from jaxviz import layers as layers_lib, vgg
+    from jaxviz import nets, vgg
 
     vgg.check_precision(self.precision)
-    layers_lib.check_arch(self.arch)
+    nets.check_arch(self.arch)
     return self
 
 

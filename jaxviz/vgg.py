@@ -32,7 +32,7 @@ import numpy as np
 from flax import traverse_util
 
 from jaxviz import layers as layers_lib
-from jaxviz import ops
+from jaxviz import nets, ops
 from jaxviz.errors import SettingError
 
 Params = dict[str, Any]
@@ -312,13 +312,16 @@ class VGGModel:
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-  """The layer whose feature maps are maximised or ranked, and how the network runs.
+  """The layer (tap) whose feature maps are maximised or ranked, and how the network runs.
+
+  Any arch of `jaxviz.nets.ARCHS`, not only VGG: it lives here because VGG's
+  reading of a layer (SPEC §1) is what it was made for.
 
   Attributes:
-    layer: the layer the user addressed (conv5_1 for `24`).
+    layer: the layer the user addressed (conv5_1 for `24`; a tap of another net).
     arch: the architecture of the weights.
     precision: conv/matmul precision, one of `PRECISIONS`.
-    pre_relu: read a conv layer's raw output instead of its ReLU's.
+    pre_relu: read a VGG conv layer's raw output instead of its ReLU's.
   """
 
   layer: layers_lib.Layer
@@ -327,24 +330,29 @@ class Target:
   pre_relu: bool = False
 
   @property
-  def model(self) -> VGGModel:
-    return VGGModel(self.arch, self.precision)
+  def model(self):
+    """The network as an optimisation-core model (`VGGModel` or `nets.networks.NetModel`)."""
+    from jaxviz.nets import networks  # imports this module
+
+    return networks.model(self.arch, self.precision)
 
   @property
   def read(self) -> layers_lib.Layer:
     """The module whose output is read: relu5_1 for conv5_1 unless pre_relu."""
-    return layers_lib.read_layer(self.layer, self.arch, self.pre_relu)
+    return nets.read_tap(self.layer, self.arch, self.pre_relu)
 
   @property
   def reading(self) -> str:
-    """How the layer is read, in words: 'post-ReLU', 'pre-ReLU' or '' (not a conv)."""
-    if self.layer.kind != "conv":
+    """How the layer is read, in words: 'post-ReLU', 'pre-ReLU' or '' (not a VGG conv)."""
+    if self.layer.kind != "conv" or not nets.is_vgg(self.arch):
       return ""
     return "pre-ReLU" if self.pre_relu else "post-ReLU"
 
   def describe(self) -> str:
-    """`conv5_1 (layer 24, post-ReLU)`: how every output names what it read."""
-    details = ", ".join(filter(None, (f"layer {self.layer.index}", self.reading)))
+    """`conv5_1 (layer 24, post-ReLU)`, `mixed4a (tap 57)`: how every output names what
+    it read."""
+    details = ", ".join(filter(None, (nets.describe_tap(self.layer, self.arch),
+                                      self.reading)))
     return f"{self.layer.name} ({details})"
 
   def provenance(self) -> dict:
@@ -356,6 +364,8 @@ class Target:
 def resolve_target(spec, arch: str = layers_lib.DEFAULT_ARCH, *, pre_relu: bool = False,
                    precision: str = "default") -> Target:
   """A user's layer spec as a Target of `arch`: call it with the architecture of the
-  weights actually loaded, since names and indices differ between VGG depths."""
-  return VGGModel(layers_lib.check_arch(arch), check_precision(precision)).resolve(spec,
+  weights actually loaded, since names and indices differ between networks."""
+  from jaxviz.nets import networks  # imports this module
+
+  return networks.model(nets.check_arch(arch), check_precision(precision)).resolve(spec,
                                                                                   pre_relu)

@@ -5,11 +5,14 @@ which may need the torch side (`convert/`, installed as `jaxviz_convert`) to
 read a `.pth` or download the ImageNet weights, is `jaxviz.app.load_weights`.
 
 Conventions:
-  * The file format: flat keys "conv1_1.kernel", ..., "fc8.bias" (HWIO conv
-    kernels, (in, out) dense kernels, fc6 rows in NHWC-flatten order) and
+  * The file format: flat keys "conv1_1.kernel", ..., "fc8.bias" (VGG; other
+    archs' keys are their tables', e.g. "layer1_0.bn1.scale"; HWIO conv
+    kernels, (in, out) dense kernels, VGG's fc6 rows in NHWC-flatten order) and
     string metadata: format, arch, source, source_sha256, categories (a JSON
-    list). The expected keys and shapes are the Flax module's
-    (`vgg.param_shapes`), checked from the header before any tensor is read.
+    list). The expected keys and shapes are the arch's explicit table
+    (`nets.networks.param_shapes`), checked from the header before any tensor
+    is read. The format's name, "jaxviz-vgg/1", predates the other archs and
+    is kept so that files converted before them stay readable.
   * Tensors are read when they are first needed, and only those: a render of
     conv3_1 reads 7 MB of VGG16's 528 MB (`Weights.subset`), and its worker
     processes read them from the file themselves (`Weights.loader`) rather
@@ -36,8 +39,9 @@ import platformdirs
 import safetensors
 from flax import traverse_util
 
-from jaxviz import fileio, vgg
+from jaxviz import fileio, nets
 from jaxviz import layers as layers_lib
+from jaxviz.nets import networks
 from jaxviz.errors import JaxvizError
 from jaxviz.settings import prng_key
 
@@ -54,7 +58,7 @@ class FileSource:
   path: str
 
   def load(self, arch: str, modules: tuple[str, ...]) -> Params:
-    keys = [f"{module}.{leaf}" for module in modules for leaf in ("kernel", "bias")]
+    keys = networks.module_keys(arch, modules)
     try:
       with safetensors.safe_open(self.path, framework="numpy") as handle:
         flat = {key: handle.get_tensor(key) for key in keys}
@@ -73,7 +77,8 @@ class RandomSource:
 
   def load(self, arch: str, modules: tuple[str, ...]) -> Params:
     key = jax.random.wrap_key_data(np.asarray(self.key_data, np.uint32))
-    return {module: vgg.random_module(key, arch, module) for module in modules}
+    return nest({f"{module}.{leaf}": value for module in modules
+                 for leaf, value in networks.random_module(key, arch, module).items()})
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -83,7 +88,8 @@ class ArraySource:
   params: Params
 
   def load(self, arch: str, modules: tuple[str, ...]) -> Params:
-    return {module: self.params[module] for module in modules}
+    flat = traverse_util.flatten_dict(self.params, sep=".")  # arrays kept where they are
+    return nest({key: flat[key] for key in networks.module_keys(arch, modules)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,13 +127,13 @@ class Weights:
   def params(self) -> Params:
     """Every module's parameters: `{"conv1_1": {"kernel": (3, 3, 3, 64), "bias": (64,)},
     ...}` numpy (all of VGG16's 528 MB; `subset` reads only what a layer needs)."""
-    return self.source.load(self.arch, vgg.module_names(self.arch))
+    return self.source.load(self.arch, networks.module_names(self.arch))
 
   def subset(self, modules: Iterable[str]) -> Params:
     """The parameters of `modules` only, read (or drawn) now unless already loaded."""
     modules = tuple(sorted(set(modules)))
     if "params" in self.__dict__:
-      return {module: self.params[module] for module in modules}
+      return ArraySource(self.params).load(self.arch, modules)
     return self.source.load(self.arch, modules)
 
   def loader(self, modules: Iterable[str]) -> Loader:
@@ -262,9 +268,9 @@ def load_safetensors(path: str | os.PathLike, label: str | None = None,
   if metadata.get("format") != FORMAT:
     raise JaxvizError(f"{where} is a safetensors file but not one written by `jaxviz convert`")
   arch = metadata.get("arch", "")
-  if arch not in layers_lib.ARCH_CONFIGS:
+  if arch not in nets.ARCHS:
     raise JaxvizError(f"{where}: unknown architecture {fileio.display(arch)!r} in its metadata")
-  report = mismatch_report(shapes, vgg.param_shapes(arch))
+  report = mismatch_report(shapes, networks.param_shapes(arch))
   if report:
     raise JaxvizError(f"{where} does not hold {arch} parameters: {report}")
   if path.stat().st_size != 8 + _header_size(path) + 4 * sum(
@@ -286,10 +292,10 @@ def _header_size(path: Path) -> int:
 
 def random_weights(key: jax.Array | int = 0,
                    arch: str = layers_lib.DEFAULT_ARCH) -> Weights:
-  """torchvision's VGG initialisation from a PRNG key or an int seed: convs kaiming
-  normal (fan_out, ReLU gain), dense normal(0, 0.01), biases 0; module by module
-  (`vgg.random_module`), drawn when needed, never cached on disk."""
-  layers_lib.check_arch(arch)
+  """The reference's initialisation from a PRNG key or an int seed (VGG: torchvision's,
+  convs kaiming normal (fan_out, ReLU gain), dense normal(0, 0.01), biases 0); module by module
+  (`nets.networks.random_module`), drawn when needed, never cached on disk."""
+  nets.check_arch(arch)
   if isinstance(key, int):
     label, key = f"random (seed {key})", prng_key(key, "the seed of random weights")
   else:
@@ -335,7 +341,7 @@ def file_digest(path: str | os.PathLike) -> str:
 
 def _shape_report(flat: dict[str, np.ndarray], arch: str) -> str | None:
   """How `flat`'s names and shapes differ from `arch`'s parameters; None if they match."""
-  return mismatch_report({k: v.shape for k, v in flat.items()}, vgg.param_shapes(arch))
+  return mismatch_report({k: v.shape for k, v in flat.items()}, networks.param_shapes(arch))
 
 
 def cache_dir() -> Path:

@@ -28,7 +28,7 @@ import torchvision
 from PIL import Image
 from typer.testing import CliRunner
 
-import jaxviz_convert.torchvision_vgg as torchvision_vgg
+import jaxviz_convert.torch_weights as torch_weights
 from jaxviz import app as app_lib
 from jaxviz import execution
 from jaxviz import weights as weights_lib
@@ -74,7 +74,7 @@ def vgg16_pth(tmp_path_factory, torch_vgg16) -> Path:
 @pytest.fixture(scope="session")
 def vgg16_safetensors(vgg16_pth) -> Path:
   out = vgg16_pth.with_suffix(".safetensors")
-  torchvision_vgg.convert_file(vgg16_pth, out)
+  torch_weights.convert_file(vgg16_pth, out)
   return out
 
 

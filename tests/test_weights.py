@@ -14,6 +14,7 @@ import safetensors.numpy
 import torch
 import torchvision
 
+import jaxviz_convert.torch_weights as torch_weights
 import jaxviz_convert.torchvision_vgg as torchvision_vgg
 from jaxviz import app, fileio, vgg
 from jaxviz import weights as weights_lib
@@ -40,14 +41,14 @@ def test_weight_table_pairs_every_key_explicitly():
   assert table["classifier.0.weight"] == "fc6.kernel"
   assert table["classifier.6.bias"] == "fc8.bias"
   expected = {k: tuple(v.shape) for k, v in torchvision.models.vgg16().state_dict().items()}
-  assert torchvision_vgg.torch_shapes() == expected
+  assert torch_weights.torch_shapes("vgg16") == expected
 
 
 @pytest.mark.parametrize("arch", ["vgg11", "vgg19"])
 def test_other_vgg_depths_are_detected_and_convert(arch):
   state_dict = {k: v.numpy() for k, v in getattr(torchvision.models, arch)().state_dict().items()}
-  assert torchvision_vgg.detect_arch(state_dict) == arch
-  flat = torchvision_vgg.state_dict_to_flat(state_dict, arch)
+  assert torch_weights.detect_arch(state_dict) == arch
+  flat = torch_weights.state_dict_to_flat(state_dict, arch)
   assert weights_lib.mismatch_report({k: v.shape for k, v in flat.items()},
                                      vgg.param_shapes(arch)) is None
 
@@ -74,9 +75,11 @@ def test_resnet_state_dict_is_refused_by_name(tmp_path):
   src = save_state_dict(tmp_path / "resnet18.pth", torchvision.models.resnet18().state_dict())
   out = tmp_path / "out.safetensors"
   with pytest.raises(JaxvizError) as error:
-    torchvision_vgg.convert_file(src, out)
+    torch_weights.convert_file(src, out)
+  # compared with the arch it is nearest (the most keys in common), and how it differs
   assert_names_all(str(error.value), "resnet18.pth", "not a torchvision VGG",
-                   "missing features.0.weight", "unexpected conv1.weight")
+                   "compared with resnet50", "missing layer1.0.conv3.weight",
+                   "wrong shape layer1.0.conv1.weight")
   assert not out.exists() and list(tmp_path.iterdir()) == [src]
 
 
@@ -87,7 +90,7 @@ def test_missing_unexpected_and_wrong_shaped_keys_are_each_named(tmp_path, vgg16
   state_dict["classifier.6.weight"] = torch.zeros(10, 4096)
   src = save_state_dict(tmp_path / "broken.pth", state_dict)
   with pytest.raises(JaxvizError) as error:
-    torchvision_vgg.convert_file(src, tmp_path / "out.safetensors", arch="vgg16")
+    torch_weights.convert_file(src, tmp_path / "out.safetensors", arch="vgg16")
   assert_names_all(str(error.value), "missing features.0.bias", "unexpected extra.weight",
                    "wrong shape classifier.6.weight (10, 4096) != (1000, 4096)")
   assert not (tmp_path / "out.safetensors").exists()
@@ -97,7 +100,7 @@ def test_truncated_pth_is_named_and_leaves_no_output(tmp_path, vgg16_pth):
   src = tmp_path / "truncated.pth"
   src.write_bytes(vgg16_pth.read_bytes()[: 1 << 20])
   with pytest.raises(JaxvizError, match="cannot read weights .*truncated.pth"):
-    torchvision_vgg.convert_file(src, tmp_path / "out.safetensors")
+    torch_weights.convert_file(src, tmp_path / "out.safetensors")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["truncated.pth"]
 
 

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from jaxviz import atlas as atlas_lib
-from jaxviz import execution, fileio, store, vgg, xla_cache
+from jaxviz import execution, fileio, nets, store, vgg, xla_cache
 from jaxviz import layers as layers_lib
 from jaxviz import probe as probe_lib
 from jaxviz import weights as weights_lib
@@ -33,6 +33,7 @@ from jaxviz.app import rendering
 from jaxviz.app.no_model import (InfoOutcome, LayersOutcome, atlas, info, layers,  # noqa: F401
                                  positive as _positive)
 from jaxviz.errors import JaxvizError, SettingError
+from jaxviz.nets import networks
 from jaxviz.progress import Events, plural
 from jaxviz.settings import ModelSettings, RecipeOptions, RenderOptions, parse_recipes
 
@@ -96,11 +97,11 @@ def convert(src, out, arch: str | None = None) -> ConvertOutcome:
   """A torchvision `.pth` state dict as a jaxviz `.safetensors`, strictly checked,
   written atomically and byte-deterministically."""
   try:
-    import jaxviz_convert.torchvision_vgg as torchvision_vgg  # torch, on demand
+    import jaxviz_convert.torch_weights as torch_weights  # torch, on demand
   except ImportError as error:
     raise JaxvizError(f"jaxviz convert needs torch and torchvision: {error}") from None
-  arch = torchvision_vgg.convert_file(src, out, arch)
-  return ConvertOutcome(Path(out), arch, len(vgg.param_shapes(arch)))
+  arch = torch_weights.convert_file(src, out, arch)
+  return ConvertOutcome(Path(out), arch, len(networks.param_shapes(arch)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +122,10 @@ def classify(image, model: ModelSettings = ModelSettings(), top: int = 5,
   """The top `top` ImageNet classes of a photo (a path or an (H, W, 3) array)."""
   from jaxviz import classify as classify_lib
 
-  _positive("top", top, 1000)
+  _positive("top", top, max(nets.num_classes(arch) for arch in nets.ARCHS))
   photo = fileio.as_photo(image)
   loaded = load(model, events)
+  _positive("top", top, nets.num_classes(loaded.arch))
   return ClassifyOutcome(_photo_name(image), loaded,
                          classify_lib.classify(loaded, photo, top, model.precision))
 

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from jaxviz import atlas as atlas_lib
-from jaxviz import fileio
+from jaxviz import fileio, nets
 from jaxviz import layers as layers_lib
 from jaxviz.errors import JaxvizError, SettingError
 
@@ -21,7 +21,7 @@ def positive(name: str, value: int, high: int | None = None) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class LayersOutcome:
-  """The addressable layers of an architecture (`jaxviz layers`)."""
+  """The addressable layers (taps) of an architecture (`jaxviz layers`)."""
 
   arch: str
   side: int
@@ -32,13 +32,16 @@ class LayersOutcome:
 
 
 def layers(arch: str = layers_lib.DEFAULT_ARCH, side: int = 224) -> LayersOutcome:
-  """Every layer: index, name, kind, channels, output side at `side` px, the module read."""
+  """Every layer: index, name, kind, channels, output side at `side` px, the module read
+  (and, on the canonical networks, what a storing torch hook would read instead)."""
   positive("side", side)
+  vgg_conv = lambda layer: nets.is_vgg(arch) and layer.kind == "conv"
   rows = [{"index": layer.index, "name": layer.name, "kind": layer.kind,
            "channels": layer.channels, "output_size": layer.output_side(side),
-           "reads": layers_lib.read_layer(layer, arch).name,
-           "pre_relu_reads": layer.name if layer.kind == "conv" else None}
-          for layer in layers_lib.feature_layers(arch)]
+           "reads": nets.read_tap(layer, arch).name,
+           "pre_relu_reads": layer.name if vgg_conv(layer) else None,
+           **({"note": layer.what} if layer.what else {})}
+          for layer in nets.taps(arch)]
   return LayersOutcome(arch, side, rows)
 
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz import execution, fileio, ops, store, vgg
+from jaxviz import execution, fileio, nets, ops, store, vgg
 from jaxviz import layers as layers_lib
 from jaxviz import weights as weights_lib
 from jaxviz.errors import JaxvizError
@@ -31,11 +31,11 @@ from jaxviz.settings import DIVERSITY_WEIGHT, RenderOptions, prng_key
 
 def _torch_side():
   try:
-    import jaxviz_convert.torchvision_vgg as torchvision_vgg  # imported on demand
+    import jaxviz_convert.torch_weights as torch_weights  # imported on demand
   except ImportError as error:
-    raise JaxvizError(f"reading torchvision weights needs torch and torchvision ({error}); "
+    raise JaxvizError(f"reading torch weights needs torch and torchvision ({error}); "
                       "install them, or pass a converted .safetensors file") from None
-  return torchvision_vgg
+  return torch_weights
 
 
 def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH,
@@ -54,7 +54,7 @@ def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH,
 
   `say(line)`, if given, is told when a file is converted.
   """
-  layers_lib.check_arch(arch)
+  nets.check_arch(arch)
   spec = spec.strip()
   if spec == "random" or spec.startswith("random:"):
     seed_text = spec.partition(":")[2] or "0"
