@@ -35,9 +35,10 @@ from PIL import Image
 
 import jaxviz
 from jaxviz.optvis import objectives, params, recipes, render, transforms
+from jaxviz.nets.networks import NetModel
 from jaxviz.vgg import VGGModel
 
-from conftest import run_cli
+from conftest import run_cli, save_pth
 
 if not (importlib.util.find_spec("lucent") and importlib.util.find_spec("horama")):
   if os.environ.get("JAXVIZ_REQUIRE_REFERENCES"):
@@ -421,20 +422,15 @@ def unit_with_kornias_rotations(recipe, key) -> int:
   raise AssertionError("no such map among the first 64")
 
 
-def test_lucid_at_its_defaults_equals_lucents_render_vis(tmp_path, vgg16_safetensors,
-                                                         torch_vgg16, monkeypatch,
-                                                         lucent_in_float64):
-  """lucid's real sizes (128 px Fourier image, lucid's five standard transforms with
-  rotation, the input upsampled to 224 px), 12 steps, float64: `jaxviz render --recipe
-  lucid` and `jaxviz.render` against lucent's render_vis handed the same start and
-  draws through jaxviz's public replay functions (`render.start`, `render.step_draws`).
-  Measured: 1.3e-14 max abs, and the PNGs equal to the level (with the rotation matrix
-  computed inside the jitted program, as before: 8.5e-7). Tolerance 1e-10: float64
-  rounding grown by Adam over 12 steps, with room."""
-  recipe = recipes.Lucid(steps=STEPS).recipe(objectives.Channel("relu2_1"))
+def lucents_lucid_render(recipe, model, network: torch.nn.Module, lucent_layer: str,
+                         monkeypatch):
+  """lucent's render_vis of `lucent_layer` (its name for the tap) handed jaxviz's start
+  and draws (`render.start`, `render.step_draws`), at lucid's real sizes (a 128 px
+  Fourier image, lucid's five standard transforms, the input upsampled to 224 px),
+  STEPS steps; returns (the map, lucent's image, the objective at each step)."""
   key = jax.random.key(0)
   unit = unit_with_kornias_rotations(recipe, key)
-  start = np.asarray(render.start(recipe, VGGModel(), key, unit, jnp.float64))
+  start = np.asarray(render.start(recipe, model, key, unit, jnp.float64))
   draws = render.step_draws(recipe, key, unit)
   values = [value for step in range(STEPS) for value in lucent_values(
       recipe.transforms, jax.tree.map(lambda leaf: leaf[step], draws))]
@@ -447,18 +443,34 @@ def test_lucid_at_its_defaults_equals_lucents_render_vis(tmp_path, vgg16_safeten
     lucent_params[0].data = torch.from_numpy(start.copy())
     return lucent_params, image_f
 
-  channel, objective_values = lucent_objectives.channel(str(LAYER), unit), []
+  channel, objective_values = lucent_objectives.channel(lucent_layer, unit), []
 
   def recorded(model):  # lucent minimises minus the channel's mean
     loss = channel(model)
     objective_values.append(-loss.item())
     return loss
 
-  network = torch_vgg16.features[:LAYER + 2].eval()
   expected = lucent_render.render_vis(network, lucent_objectives.Objective(recorded),
                                       param_f=param_f, transforms=lucent_list,
                                       thresholds=(STEPS,), show_image=False, progress=False,
                                       fixed_image_size=224)[0][0]
+  return unit, expected, objective_values
+
+
+def test_lucid_at_its_defaults_equals_lucents_render_vis(tmp_path, vgg16_safetensors,
+                                                         torch_vgg16, monkeypatch,
+                                                         lucent_in_float64):
+  """lucid's real sizes (128 px Fourier image, lucid's five standard transforms with
+  rotation, the input upsampled to 224 px), 12 steps, float64: `jaxviz render --recipe
+  lucid` and `jaxviz.render` against lucent's render_vis handed the same start and
+  draws through jaxviz's public replay functions (`render.start`, `render.step_draws`).
+  Measured: 1.3e-14 max abs, and the PNGs equal to the level (with the rotation matrix
+  computed inside the jitted program, as before: 8.5e-7). Tolerance 1e-10: float64
+  rounding grown by Adam over 12 steps, with room."""
+  recipe = recipes.Lucid(steps=STEPS).recipe(objectives.Channel("relu2_1"))
+  network = torch_vgg16.features[:LAYER + 2].eval()
+  unit, expected, objective_values = lucents_lucid_render(recipe, VGGModel(), network,
+                                                          str(LAYER), monkeypatch)
 
   out = tmp_path / "o"
   record = json.loads(run_cli(
@@ -471,4 +483,36 @@ def test_lucid_at_its_defaults_equals_lucents_render_vis(tmp_path, vgg16_safeten
 
   ours = jaxviz.render(LAYER, [unit], weights=str(vgg16_safetensors),
                        schedule=recipes.Lucid(steps=STEPS), dtype="float64", progress=False)[0]
+  np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-10)
+
+
+def test_lucid_on_inceptionv1_equals_lucents_render_vis(tmp_path, monkeypatch,
+                                                       lucent_in_float64):
+  """The same comparison on lucent's own InceptionV1 (random weights, seeded, through a
+  `.pth` as lucent's `inception5h.pth` would go): lucent feeds it `x * 255 - 117`, and
+  its RedirectedReLU passes a tenth of the gradient below zero, which jaxviz's
+  inceptionv1 follows by default. 12 steps of lucid at 128 px upsampled to 224 px, the
+  channel of mixed3a (a concat), float64. Tolerance 1e-10 as for VGG: float64
+  rounding (jaxviz normalises as (x - 117/255) * 255 where lucent computes
+  x * 255 - 117) grown by Adam over 12 steps."""
+  from jaxviz_convert import inceptionv1 as reference
+
+  pth = save_pth(reference.reference_model(seed=0), tmp_path / "inception.pth")
+  torch_model = reference.reference_model(seed=0)
+  torch_model.load_state_dict(torch.load(pth, weights_only=True))  # the file's float32 values
+  torch_model = torch_model.double().eval()
+  tap = "mixed3a"
+  recipe = recipes.Lucid(steps=STEPS).recipe(objectives.Channel(tap))
+  unit, expected, objective_values = lucents_lucid_render(recipe, NetModel("inceptionv1"),
+                                                          torch_model, tap, monkeypatch)
+  out = tmp_path / "o"
+  record = json.loads(run_cli(
+      "render", "--layer", tap, "--maps", unit, "--weights", pth, "--recipe", "lucid",
+      "--steps", STEPS, "--dtype", "float64", "--trace", "--out", out, "--json").stdout)
+  index = record["identity"]["layer"]
+  png = np.asarray(Image.open(out / f"{index}_{unit}.png"))
+  np.testing.assert_array_equal(png, np.round(np.clip(expected, 0, 1) * 255).astype(np.uint8))
+  np.testing.assert_allclose(record["trace"][str(unit)], objective_values, rtol=1e-10)
+  ours = jaxviz.render(tap, [unit], weights=str(pth), schedule=recipes.Lucid(steps=STEPS),
+                       dtype="float64", progress=False)[0]
   np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-10)

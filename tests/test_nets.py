@@ -1,0 +1,202 @@
+"""The canonical networks (inceptionv1, googlenet, resnet50) through jaxviz's commands.
+
+Each network's own parity, tap by tap, is in tests/test_net_<arch>.py; here a
+seeded random reference model is saved as a `.pth` and goes through the public
+path: `jaxviz convert` (the arch detected from the state dict), `--weights`, then
+the commands. The commands are arch-agnostic once a tap is resolved, so every
+arch runs render, probe and classify, and one arch (resnet50, at a shallow tap)
+runs the rest: sweep, atlas, compare, top-images and the three recipes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import jaxviz
+from jaxviz import nets
+from jaxviz.optvis import recipes
+
+from conftest import assert_names_all, error_line, run_cli, save_pth
+
+TINY = ["--size0", "32", "--scales", "2", "--steps", "2"]
+# A shallow tap per arch keeps each command's program small.
+SHALLOW = {"inceptionv1": "mixed3a", "googlenet": "inception3a", "resnet50": "layer1.0"}
+CHANNELS = {"inceptionv1": 256, "googlenet": 256, "resnet50": 256}
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+  """{arch: (the reference's random `.pth`, its `jaxviz convert` output)}."""
+  folder = tmp_path_factory.mktemp("nets")
+  made = {}
+  for arch in nets.CANONICAL_ARCHS:
+    reference = importlib.import_module(f"jaxviz_convert.{arch}").reference_model(seed=0)
+    pth = save_pth(reference, folder / f"{arch}.pth")
+    out = folder / f"{arch}.safetensors"
+    result = json.loads(run_cli("convert", pth, "--out", out, "--json").stdout)
+    assert result["arch"] == arch  # detected from the state dict alone
+    made[arch] = (pth, out)
+  return made
+
+
+@pytest.mark.parametrize("arch", nets.CANONICAL_ARCHS)
+def test_layers_lists_every_tap_by_the_references_name(arch):
+  listed = json.loads(run_cli("layers", "--arch", arch, "--json").stdout)
+  taps = nets.taps(arch)
+  assert [row["name"] for row in listed["layers"]] == [tap.name for tap in taps]
+  rows = {row["name"]: row for row in listed["layers"]}
+  assert rows[SHALLOW[arch]]["channels"] == CHANNELS[arch]
+  assert listed["layers"][-1]["kind"] == "dense"
+  assert listed["layers"][-1]["channels"] == nets.num_classes(arch)
+  text = run_cli("layers", "--arch", arch).stdout
+  assert SHALLOW[arch] in text
+
+
+def test_the_references_landmarks_are_where_they_say():
+  """Channel counts a reader of lucid, lucent or torchvision knows by heart."""
+  by_name = lambda arch: {tap.name: tap for tap in nets.taps(arch)}
+  assert by_name("inceptionv1")["mixed4a"].channels == 508
+  assert by_name("inceptionv1")["softmax2_pre_activation_matmul"].channels == 1008
+  assert by_name("googlenet")["inception4a"].channels == 512
+  assert by_name("resnet50")["layer3.2"].channels == 1024
+  assert by_name("resnet50")["layer4"].output_side(224) == 7
+  assert by_name("inceptionv1")["mixed5b"].output_side(224) == 7
+  # lucent's spelling of a torchvision path names the same tap
+  assert nets.resolve_tap("layer3_2", "resnet50") == by_name("resnet50")["layer3.2"]
+
+
+def test_a_storing_torch_hook_is_named_where_it_misleads():
+  """ResNet's in-place add and ReLU: the taps a torch user would hook say what they hold."""
+  rows = {row["name"]: row for row in json.loads(
+      run_cli("layers", "--arch", "resnet50", "--json").stdout)["layers"]}
+  for name in ("layer3.2.bn3", "layer3.2.bn1"):
+    assert "hook" in rows[name]["note"], name
+  assert "layer3.2.bn3" in run_cli("layers", "--arch", "resnet50").stdout
+
+
+def test_unknown_taps_and_pre_relu_are_one_line():
+  line = error_line(run_cli("render", "--arch", "resnet50", "-w", "random", "-l", "layer3.2.bn4",
+                            "-m", "0", expect_exit=1))
+  assert_names_all(line, "layer3.2.bn4", "resnet50", "layer3.2.bn3")
+  line = error_line(run_cli("render", "--arch", "inceptionv1", "-w", "random", "-l", "mixed4a",
+                            "-m", "0", "--pre-relu", expect_exit=1))
+  assert_names_all(line, "pre-ReLU", "inceptionv1")
+
+
+def test_convert_names_the_arch_a_state_dict_really_is(converted, tmp_path):
+  pth, _ = converted["googlenet"]
+  line = error_line(run_cli("convert", pth, "--arch", "resnet50", "--out",
+                            tmp_path / "x.safetensors", expect_exit=1))
+  assert_names_all(line, "googlenet.pth", "is a googlenet state dict", "not resnet50")
+  assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("arch", nets.CANONICAL_ARCHS)
+def test_render_probe_and_classify_on_each_arch(arch, converted, tmp_path, photo_files):
+  pth, safetensors = converted[arch]
+  tap = SHALLOW[arch]
+  record = json.loads(run_cli("render", "-l", tap, "-m", "0,5", "-w", safetensors, "-o",
+                              tmp_path / "r", *TINY, "--json").stdout)
+  index = nets.resolve_tap(tap, arch).index
+  assert record["identity"]["arch"] == arch and record["layer_name"] == tap
+  for m in (0, 5):
+    image = np.asarray(Image.open(tmp_path / "r" / f"{index}_{m}.png"))
+    assert image.ndim == 3 and image.std() > 0  # not a blank image
+  photo = photo_files["astronaut.png"]
+  probed = json.loads(run_cli("probe", photo, "-l", tap, "--top", "3", "--map", "5", "-w", pth,
+                              "--no-renders", "--json").stdout)
+  assert probed["arch"] == arch and len(probed["means"]) == CHANNELS[arch]
+  assert probed["maps"]["5"]["rank"] >= 1
+  ours = jaxviz.probe_photo(str(photo), tap, maps=[5], top=3, weights=str(safetensors),
+                            renders=None)
+  np.testing.assert_allclose(ours.means, probed["means"], rtol=1e-6)
+  classes = json.loads(run_cli("classify", photo, "-w", safetensors, "--top", "3",
+                               "--json").stdout)
+  assert len(classes["top"]) == 3
+  assert all(0 <= row["index"] < nets.num_classes(arch) for row in classes["top"])
+
+
+def test_every_command_and_recipe_on_resnet50(converted, tmp_path, photo_files):
+  _, safetensors = converted["resnet50"]
+  tap, arch = "layer1.0", "resnet50"
+  index = nets.resolve_tap(tap, arch).index
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  for path in photo_files.values():
+    shutil.copy(path, folder)
+  run_cli("spectrum", folder, "--size", "32", "-o", tmp_path / "s.npy")
+  for recipe, extra in (("lucid", ["--size0", "32", "--steps", "2"]),
+                        ("maco", ["--spectrum", tmp_path / "s.npy", "--steps", "2"])):
+    record = json.loads(run_cli("render", "-l", tap, "-m", "3", "-w", safetensors, "--recipe",
+                                recipe, *extra, "-o", tmp_path / recipe, "--json").stdout)
+    assert record["identity"]["recipe"]["name"] == recipe
+    assert np.asarray(Image.open(tmp_path / recipe / f"{index}_3.png")).std() > 0
+  run_cli("sweep", "-l", tap, "-m", "0:2", "-w", safetensors, "-o", tmp_path / "sweep", *TINY)
+  assert sorted(p.name for p in (tmp_path / "sweep").glob("*.png") if "_" in p.name)[:2] == [
+      f"{index}_0.png", f"{index}_1.png"]
+  run_cli("top-images", folder, "-l", tap, "--all-maps", "-w", safetensors, "-o",
+          tmp_path / "top.json")
+  run_cli("atlas", tmp_path / "sweep", "--top-images", tmp_path / "top.json")
+  html = (tmp_path / "sweep" / "index.html").read_text()
+  assert tap in html and "resnet50" in html
+  run_cli("compare", "-l", tap, "-m", "1,2", "--recipes", "seed,lucid", "-w", safetensors,
+          "--size0", "32", "--steps", "2", "-o", tmp_path / "compare.png")
+  assert Image.open(tmp_path / "compare.png").size[0] > 0
+
+
+def test_the_python_api_takes_an_arch(converted):
+  images = jaxviz.render("mixed3a", [1], weights="random:3", arch="inceptionv1",
+                         schedule=recipes.Lucid(size0=32, steps=2), progress=False)
+  assert images.shape[0] == 1 and np.isfinite(images).all()
+  loaded = jaxviz.load_weights(str(converted["googlenet"][1]))
+  assert loaded.arch == "googlenet"
+
+
+@pytest.mark.parametrize("arch", nets.CANONICAL_ARCHS)
+def test_imagenet_goes_through_the_references_own_loader(arch, converted, monkeypatch,
+                                                         empty_jaxviz_cache):
+  """The real download path, served from where torch's hub caches the published file
+  (torchvision's loader for googlenet and resnet50, torch.hub's for lucent's file)."""
+  import os
+  import torch
+
+  from jaxviz import app, weights as weights_lib
+
+  reference = importlib.import_module(f"jaxviz_convert.{arch}")
+  checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+  assert str(checkpoints).startswith(str(empty_jaxviz_cache.parent))  # TORCH_HOME isolated
+  checkpoints.mkdir(parents=True)
+  (checkpoints / os.path.basename(reference.IMAGENET_URL)).symlink_to(converted[arch][0])
+
+  def no_network(*args, **kwargs):
+    raise AssertionError("the cached file should have been used")
+
+  monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+  loaded = app.load_weights("imagenet", arch)
+  assert loaded.arch == arch and loaded.label == "imagenet" and not loaded.is_random
+  assert weights_lib.imagenet_cache_path(arch).is_file()
+  expected = reference.categories()
+  assert loaded.categories == (tuple(expected) if expected else None)
+
+
+def test_redirected_relu_is_followed_by_default_and_can_be_switched_off():
+  """lucent's InceptionV1 renders with RedirectedReLU's backward: `jaxviz.render` on the
+  tap is `NetModel("inceptionv1")`; the option turns it into a plain ReLU's gradient,
+  which changes the render."""
+  weights = jaxviz.load_weights("random:3", arch="inceptionv1")
+  schedule = recipes.Lucid(size0=32, steps=3)
+  layer = jaxviz.render("mixed3a", [1], weights=weights, schedule=schedule, progress=False)
+  objective = jaxviz.objectives.Channel("mixed3a")
+  followed = jaxviz.render(jaxviz.NetModel("inceptionv1"), weights.params, objective, [1],
+                           schedule=schedule, progress=False)
+  plain = jaxviz.render(jaxviz.NetModel("inceptionv1", options=(("redirected_relu", False),)),
+                        weights.params, objective, [1], schedule=schedule, progress=False)
+  np.testing.assert_allclose(followed, layer, rtol=0, atol=1e-6)
+  assert np.abs(plain - followed).max() > 1e-3
