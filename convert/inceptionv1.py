@@ -26,12 +26,20 @@ import torch
 from jaxviz.nets import inceptionv1_table as table
 from jaxviz_convert import reference_tools as tools
 
-# By path: the package `lucent.modelzoo.inceptionv1` star-imports the class InceptionV1
-# over its own module of that name, so `from ... import InceptionV1` gives the class.
-lucent_inceptionv1 = importlib.import_module("lucent.modelzoo.inceptionv1.InceptionV1")
-
 IGNORED_KEYS: tuple[str, ...] = ()
-IMAGENET_URL = lucent_inceptionv1.model_urls["inceptionv1"]
+# lucent's `model_urls["inceptionv1"]` (the test checks they agree): written here so that
+# converting or downloading needs no lucent, only the reference model does.
+IMAGENET_URL = ("https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/"
+                "inception5h.pth")
+
+
+def lucent_module():
+  """lucent's module file `lucent.modelzoo.inceptionv1.InceptionV1` (torch-lucent).
+
+  By path: the package `lucent.modelzoo.inceptionv1` star-imports the class
+  InceptionV1 over its own module of that name, so `from ... import InceptionV1`
+  gives the class."""
+  return importlib.import_module("lucent.modelzoo.inceptionv1.InceptionV1")
 
 
 def weight_table() -> list[tuple[str, str, tools.Transform]]:
@@ -69,7 +77,7 @@ def reference_model(seed: int = 0, redirected_relu: bool = True) -> torch.nn.Mod
   normal(0, 1) so that a mix-up of any two shows.
   """
   torch.manual_seed(seed)
-  model = lucent_inceptionv1.InceptionV1(pretrained=False, redirected_ReLU=redirected_relu)
+  model = lucent_module().InceptionV1(pretrained=False, redirected_ReLU=redirected_relu)
   with torch.no_grad():
     for name, parameter in model.named_parameters():
       if name.endswith(".bias"):

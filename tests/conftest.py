@@ -39,6 +39,18 @@ from jaxviz.cli import app
 TORCH_SEED = 0
 
 
+def lucent_or_skip(allow_module_level: bool = False) -> None:
+  """Skips (the calling test, or module) where torch-lucent is not installed; under
+  JAXVIZ_REQUIRE_REFERENCES (.ci/run) fails instead, so that CI never skips it."""
+  import importlib.util
+
+  if importlib.util.find_spec("lucent") is not None:
+    return
+  if os.environ.get("JAXVIZ_REQUIRE_REFERENCES"):
+    raise ImportError("torch-lucent is required (JAXVIZ_REQUIRE_REFERENCES is set)")
+  pytest.skip("needs torch-lucent (.ci/run installs it)", allow_module_level=allow_module_level)
+
+
 def pytest_collection_modifyitems(config, items):
   """Tests marked cpu_only skip, each with its reason, where JAX's default backend is
   not the CPU (benchmarks/gpu_check.sh runs the suite on a GPU)."""

@@ -25,8 +25,10 @@ from jaxviz.nets import inceptionv1 as net
 from jaxviz.nets import inceptionv1_table as table
 from jaxviz_convert import torch_weights
 
-from conftest import relative_error
+from conftest import lucent_or_skip, relative_error
 from net_parity import assert_taps_match, converted_params, float64_params
+
+lucent_or_skip(allow_module_level=True)  # the reference is lucent's own module
 
 FLOAT32_TOLERANCE = 1e-5
 FLOAT64_TOLERANCE = 1e-10
@@ -148,7 +150,7 @@ def test_param_table_is_the_flax_modules_and_the_weight_table_covers_lucent(luce
 
 def test_every_lucent_module_is_a_tap_but_softmax2():
   """What lucent's render_vis can address (its `_modules`), and nothing it cannot."""
-  model = reference.lucent_inceptionv1.InceptionV1()
+  model = reference.lucent_module().InceptionV1()
   assert set(model._modules) - set(TAP_NAMES) == {"softmax2"}
   assert set(TAP_NAMES) - set(model._modules) == set()
 
@@ -199,7 +201,7 @@ def test_needed_modules_suffice(tap, params32):
 
 def test_random_module_draws_torchs_init(lucent_model):
   key = jax.random.key(3)
-  fresh = reference.lucent_inceptionv1.InceptionV1()  # torch's own default init
+  fresh = reference.lucent_module().InceptionV1()  # torch's own default init
   torch_params = dict(fresh.named_parameters())
   for module in ("conv2d0_pre_relu_conv", "mixed4a_5x5_pre_relu_conv",
                  "mixed5b_1x1_pre_relu_conv", table.LOGITS):
@@ -250,3 +252,8 @@ def test_redirected_relu_is_lucents_at_zero_and_below():
   np.testing.assert_array_equal(grad, inputs.grad.numpy())
   np.testing.assert_array_equal(grad, [0.1, 0.2, 3.0, 4.0, 5.0])
   assert plain[2] == 0.0
+
+
+def test_the_download_address_is_lucents():
+  """Written out so that converting and downloading need no lucent; lucent's is the truth."""
+  assert reference.IMAGENET_URL == reference.lucent_module().model_urls["inceptionv1"]

@@ -11,6 +11,7 @@ runs the rest: sweep, atlas, compare, top-images and the three recipes.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -23,7 +24,7 @@ import jaxviz
 from jaxviz import nets
 from jaxviz.optvis import recipes
 
-from conftest import assert_names_all, error_line, run_cli, save_pth
+from conftest import assert_names_all, error_line, lucent_or_skip, run_cli, save_pth
 
 TINY = ["--size0", "32", "--scales", "2", "--steps", "2"]
 # A shallow tap per arch keeps each command's program small.
@@ -37,6 +38,8 @@ def converted(tmp_path_factory):
   folder = tmp_path_factory.mktemp("nets")
   made = {}
   for arch in nets.CANONICAL_ARCHS:
+    if arch == "inceptionv1" and importlib.util.find_spec("lucent") is None:
+      continue  # its reference is lucent's module; its tests call lucent_or_skip
     reference = importlib.import_module(f"jaxviz_convert.{arch}").reference_model(seed=0)
     pth = save_pth(reference, folder / f"{arch}.pth")
     out = folder / f"{arch}.safetensors"
@@ -100,6 +103,8 @@ def test_convert_names_the_arch_a_state_dict_really_is(converted, tmp_path):
 
 @pytest.mark.parametrize("arch", nets.CANONICAL_ARCHS)
 def test_render_probe_and_classify_on_each_arch(arch, converted, tmp_path, photo_files):
+  if arch == "inceptionv1":
+    lucent_or_skip()
   pth, safetensors = converted[arch]
   tap = SHALLOW[arch]
   record = json.loads(run_cli("render", "-l", tap, "-m", "0,5", "-w", safetensors, "-o",
@@ -164,6 +169,8 @@ def test_imagenet_goes_through_the_references_own_loader(arch, converted, monkey
                                                          empty_jaxviz_cache):
   """The real download path, served from where torch's hub caches the published file
   (torchvision's loader for googlenet and resnet50, torch.hub's for lucent's file)."""
+  if arch == "inceptionv1":
+    lucent_or_skip()
   import os
   import torch
 
@@ -200,3 +207,24 @@ def test_redirected_relu_is_followed_by_default_and_can_be_switched_off():
                         weights.params, objective, [1], schedule=schedule, progress=False)
   np.testing.assert_allclose(followed, layer, rtol=0, atol=1e-6)
   assert np.abs(plain - followed).max() > 1e-3
+
+
+def test_the_torch_side_needs_lucent_only_for_lucents_reference_model(converted, tmp_path):
+  """Without torch-lucent (most users), a state dict of any arch is still detected and
+  converted, and lucent's file's address is known: only building lucent's own model
+  (the tests' reference) imports lucent."""
+  import subprocess
+  import sys
+
+  script = (
+      "import sys; sys.modules['lucent'] = None\n"  # `import lucent` now fails
+      "from jaxviz_convert import torch_weights, inceptionv1\n"
+      f"print(torch_weights.convert_file({str(converted['resnet50'][0])!r}, "
+      f"{str(tmp_path / 'r.safetensors')!r}), inceptionv1.IMAGENET_URL)\n"
+      "try:\n  inceptionv1.reference_model()\nexcept ImportError:\n  print('needs lucent')\n")
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.split() == ["resnet50", "https://github.com/ProGamerGov/"
+                                   "pytorch-old-tensorflow-models/raw/master/inception5h.pth",
+                                   "needs", "lucent"]
