@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import lucent_or_skip
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,3 +51,13 @@ def test_the_gpu_check_runs_in_its_dry_run(tmp_path):
   assert layer["layer"] == 2 and layer["s_per_map"] > 0 and layer["useful_tflops"] > 0
   lucid = json.loads((tmp_path / "gpu_lucid_vs_lucent.json").read_text())
   assert lucid["speedup_vs_lucent"] > 0
+
+
+def test_nets_benchmark_reports_both_sides(tmp_path):
+  lucent_or_skip()  # its torch side is lucent's render_vis
+  figures_path = tmp_path / "nets.json"
+  output = run_script("benchmarks/bench_nets.py", "--arch", "googlenet", "--steps", "1",
+                      "--json", str(figures_path))
+  assert "jaxviz" in output and "lucent" in output
+  figures = json.loads(figures_path.read_text())["archs"]["googlenet"]
+  assert figures["jaxviz_s_per_step"] > 0 and figures["lucent_s_per_step"] > 0
