@@ -228,3 +228,32 @@ def test_the_torch_side_needs_lucent_only_for_lucents_reference_model(converted,
   assert result.stdout.split() == ["resnet50", "https://github.com/ProGamerGov/"
                                    "pytorch-old-tensorflow-models/raw/master/inception5h.pth",
                                    "needs", "lucent"]
+
+
+@pytest.mark.parametrize("recipe", ["seed", "maco"])
+def test_input_space_recipes_keep_imagenet_units_on_every_net(recipe):
+  """The write-up's recipe and MACO optimise in the model's input space; on a network
+  fed otherwise than ImageNet's normalisation (InceptionV1: rgb * 255 - 117, where the
+  write-up's lr would move a pixel 58x less than on VGG and MACO's +-2.5 would be a
+  flat grey) they work in ImageNet's units: a render equals that of the same network
+  behind a function model that takes ImageNet-normalised input."""
+  from jaxviz import ops
+
+  arch, tap = "inceptionv1", "mixed3a"
+  weights = jaxviz.load_weights("random:1", arch=arch)
+  if recipe == "seed":
+    schedule = recipes.Schedule(size0=32, scales=2, steps=3)
+  else:
+    magnitude = np.random.default_rng(0).uniform(0.5, 2, size=(3, 32, 17)).astype(np.float32)
+    schedule = recipes.MacoRecipe(magnitude, steps=3, crop_side=64)
+  ours = jaxviz.render(tap, [2], weights=weights, schedule=schedule, progress=False)
+  network = jaxviz.NetModel(arch)
+
+  def behind_imagenet_input(params, x):
+    rgb = ops.denormalise(x)
+    return network.features(params, ops.normalise(rgb, network.mean, network.std), [tap])
+
+  theirs = jaxviz.render(behind_imagenet_input, weights.params, jaxviz.objectives.Channel(tap),
+                         [2], schedule=schedule, mean=nets.IMAGENET_MEAN, std=nets.IMAGENET_STD,
+                         progress=False)
+  np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)

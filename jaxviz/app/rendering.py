@@ -115,7 +115,13 @@ def layer_recipe(target: vgg.Target, schedule=recipes.Schedule(),
   objective = objectives.Channel(target.read.name)
   if diversity > 1:
     objective = objective + DIVERSITY_WEIGHT * objectives.Diversity(target.read.name)
-  return schedule.recipe(objective, group=diversity)
+  recipe = schedule.recipe(objective, group=diversity)
+  if recipe.param.space == "input" and nets.normalisation(target.arch) != (
+      nets.IMAGENET_MEAN, nets.IMAGENET_STD):
+    # The write-up's steps and MACO's range in ImageNet's units on every network.
+    recipe = dataclasses.replace(
+        recipe, param=dataclasses.replace(recipe.param, imagenet_units=True))
+  return recipe
 
 
 def import_meanwhile(module: str) -> None:

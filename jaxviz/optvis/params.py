@@ -10,8 +10,18 @@ Conventions:
     `space`: "rgb" (in [0, 1]; transforms apply there, then the model's
     normalisation) or "input" (the model's input itself: the write-up's
     normalised pixels, MACO's value range; transforms apply there and nothing
-    rounds it on its way to the model). `to_image` is RGB for outputs.
+    rounds it on its way to the model). `model_input` makes the model's input
+    of them (after the transforms); `to_image` is RGB for outputs.
   * `next_scale(var, side, model)` moves the variable to the next scale's side.
+  * An "input"-space parameterisation with `imagenet_units` set works in
+    ImageNet-normalised units, (rgb - mean) / std with ImageNet's mean and std,
+    whatever the model's own normalisation (its images and transforms are in
+    those units; `model_input` converts), so that its steps, range and noise
+    mean the same on every network (lucent's InceptionV1 takes rgb * 255 - 117,
+    where the write-up's lr of 0.01 in its own units would move a pixel 58x
+    less than on VGG, and MACO's range of +-2.5 would be a flat grey). On a model fed ImageNet's
+    normalisation both are the same; jaxviz sets it for the networks fed
+    otherwise (`app.rendering.layer_recipe`).
   * Randomness is key-first; sizes are static Python ints. Parameterisations
     are frozen dataclasses; arrays they hold are `Constant`s (hashed by value).
 """
@@ -42,6 +52,7 @@ class Parameterisation:
   """Base class: subclasses are frozen dataclasses (see the module docstring)."""
 
   space = "rgb"
+  imagenet_units = False  # for "input"-space ones (module docstring)
 
   def init(self, key: jax.Array, side: int, group: int, dtype, model):
     raise NotImplementedError
@@ -54,10 +65,22 @@ class Parameterisation:
 
   def to_image(self, var, model) -> jax.Array:
     images = self.images(var, model)
-    return images if self.space == "rgb" else models.deprocess(model, images)
+    if self.space == "rgb":
+      return images
+    return ops.denormalise(images) if self.imagenet_units else models.deprocess(model, images)
+
+  def model_input(self, images: jax.Array, model) -> jax.Array:
+    """`images` (this parameterisation's space, transformed or not) -> the model's input."""
+    if self.space == "rgb":
+      return models.preprocess(model, images)
+    return models.preprocess(model, ops.denormalise(images)) if self.imagenet_units else images
 
   def next_scale(self, var, side: int, model):
     raise SettingError("scales", f"must be 1 for the {type(self).__name__} parameterisation")
+
+  def _from_rgb(self, model, rgb: jax.Array) -> jax.Array:
+    """RGB in [0, 1] -> an "input"-space variable's units (see the module docstring)."""
+    return ops.normalise(rgb) if self.imagenet_units else models.preprocess(model, rgb)
 
   def spec(self) -> dict:
     raise NotImplementedError
@@ -83,7 +106,8 @@ class Constant:
 
 @dataclasses.dataclass(frozen=True)
 class NormalisedPixels(Parameterisation):
-  """The write-up's: the variable is the normalised image, the model's input itself.
+  """The write-up's: the variable is the normalised image, the model's input itself
+  (or, with `imagenet_units`, the image normalised as ImageNet's; module docstring).
 
   Start: near-grey noise `(u * 20 + 128) / 255`, u ~ U[0, 1). Between scales
   the image (de-normalised, not clipped) is resized with OpenCV's bicubic and
@@ -91,6 +115,7 @@ class NormalisedPixels(Parameterisation):
   """
 
   blur: int = 5
+  imagenet_units: bool = False
   space = "input"
 
   @staticmethod
@@ -99,11 +124,11 @@ class NormalisedPixels(Parameterisation):
     return (_draw(jax.random.uniform, key, (group, side, side, 3), dtype) * 20 + 128) / 255
 
   def init(self, key, side, group, dtype, model):
-    return models.preprocess(model, self.noise(key, side, group, dtype))
+    return self._from_rgb(model, self.noise(key, side, group, dtype))
 
   def from_photo(self, photo, side, group, model):
     resized = ops.resize_bicubic(photo, side, side)
-    return models.preprocess(model, jnp.broadcast_to(resized, (group, side, side, 3)))
+    return self._from_rgb(model, jnp.broadcast_to(resized, (group, side, side, 3)))
 
   def images(self, var, model):
     return var
@@ -111,10 +136,13 @@ class NormalisedPixels(Parameterisation):
   def next_scale(self, var, side, model):
     image = jax.vmap(lambda one: ops.box_blur(ops.resize_bicubic(one, side, side), self.blur))(
         self.to_image(var, model))
-    return models.preprocess(model, image)
+    return self._from_rgb(model, image)
 
   def spec(self) -> dict:
-    return {"normalised_pixels": {"blur": self.blur}}
+    spec = {"blur": self.blur}
+    if self.imagenet_units:  # absent otherwise, so that VGG's records keep their identity
+      spec["imagenet_units"] = True
+    return {"normalised_pixels": spec}
 
 
 # Colour: lucid's square root of ImageNet's colour correlation, divided by its
@@ -244,12 +272,14 @@ class Maco(Parameterisation):
   (unnormalised: 1 / (S * S)), standardised, colours recorrelated (horama's
   rounding of the matrix, `HORAMA_COLOUR_CORRELATION`), then
   `sigmoid * (high - low) + low`: the model's input space (horama feeds it to
-  the model as is). Start: normal(0, 1); from a photo: the phase of its
-  decorrelated spectrum (the magnitude stays the fixed one).
+  the model as is), or ImageNet's units with `imagenet_units` (module
+  docstring). Start: normal(0, 1); from a photo: the phase of its decorrelated
+  spectrum (the magnitude stays the fixed one).
   """
 
   magnitude: Constant
   values_range: tuple[float, float] = (-2.5, 2.5)
+  imagenet_units: bool = False
   space = "input"
 
   def _magnitude(self, side: int, dtype) -> jax.Array:
@@ -279,12 +309,14 @@ class Maco(Parameterisation):
 
   def from_photo(self, photo, side, group, model):
     low, high = self.values_range
-    scaled = (models.preprocess(model, ops.resize_bicubic(photo, side, side)) - low) / (high - low)
+    scaled = (self._from_rgb(model, ops.resize_bicubic(photo, side, side)) - low) / (high - low)
     spectrum = jnp.fft.rfft2(jnp.moveaxis(decorrelate(_logit(scaled), HORAMA_COLOUR_CORRELATION),
                                           -1, 0))
     return jnp.broadcast_to(jnp.angle(spectrum).astype(photo.dtype),
                             (group, 3, side, side // 2 + 1))
 
   def spec(self) -> dict:
-    return {"maco": {"magnitude_sha256": self.magnitude.digest,
-                     "values_range": list(self.values_range)}}
+    spec = {"magnitude_sha256": self.magnitude.digest, "values_range": list(self.values_range)}
+    if self.imagenet_units:  # absent otherwise, so that VGG's records keep their identity
+      spec["imagenet_units"] = True
+    return {"maco": spec}

@@ -96,7 +96,7 @@ def model_input(recipe: Recipe, model, var, step_key: jax.Array | None) -> jax.A
 
   The parameterisation's images, then the random transforms when a step key is
   given (in the parameterisation's space, on a canvas: `transforms`), then the
-  model's normalisation if that space is RGB, then the resize to
+  model's input made of them (`Parameterisation.model_input`), then the resize to
   `recipe.input_side` if it has one. One program serves every draw.
   """
   images = recipe.param.images(var, model)
@@ -105,8 +105,7 @@ def model_input(recipe: Recipe, model, var, step_key: jax.Array | None) -> jax.A
     images, which = recipe.transforms.apply(recipe.transforms.draw(step_key), images, which,
                                             sides)
     sides = recipe.transforms.out_sides(sides)
-  if recipe.param.space == "rgb":
-    images = models.preprocess(model, images)
+  images = recipe.param.model_input(images, model)
   if recipe.input_side is not None:
     return transforms_lib.resize(images, which, sides, recipe.input_side)
   if len(sides) > 1:
