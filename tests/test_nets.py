@@ -257,3 +257,17 @@ def test_input_space_recipes_keep_imagenet_units_on_every_net(recipe):
                          [2], schedule=schedule, mean=nets.IMAGENET_MEAN, std=nets.IMAGENET_STD,
                          progress=False)
   np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
+
+
+def test_inceptionv1_logits_render_at_224_px_and_are_refused_elsewhere(tmp_path):
+  """Its logits exist for 224-255 px inputs only (lucent's reshape to 1024 features):
+  a 224 px render runs (the `--preview` estimate, 56 px, does not stop it), a smaller
+  one is refused in one line (a larger one, in one line when its program is traced:
+  `Network`'s own check, which `test_net_inceptionv1` tests)."""
+  logits = "softmax2_pre_activation_matmul"
+  base = ["render", "--arch", "inceptionv1", "-w", "random", "-l", logits, "-m", "3"]
+  record = json.loads(run_cli(*base, "--size0", "224", "--scales", "1", "--steps", "1",
+                              "-o", tmp_path / "ok", "--json").stdout)
+  assert record["files"] == {"3": f"{nets.resolve_tap(logits, 'inceptionv1').index}_3.png"}
+  line = error_line(run_cli(*base, "-o", tmp_path / "small", expect_exit=1))
+  assert_names_all(line, "56", logits, "224")

@@ -20,7 +20,7 @@ import numpy as np
 from jaxviz import execution, fileio, nets, ops, store, vgg
 from jaxviz import layers as layers_lib
 from jaxviz import weights as weights_lib
-from jaxviz.errors import JaxvizError
+from jaxviz.errors import JaxvizError, SettingError
 from jaxviz.progress import Events, plural
 from jaxviz.optvis import objectives, recipes
 from jaxviz.optvis.render import dtype_context, resolve_driver
@@ -284,7 +284,7 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
        "sides": list(recipe.sides)},
       force=force, process_index=process_index, process_count=process_count)
   maps = list(maps)[process_index::process_count]
-  preview = layer_recipe(target, options.schedule.preview(), options.diversity)
+  preview = _preview_recipe(target, options)
   if all(m in directory.finished() for m in maps):
     list(render_units(recipe, target.model, layer_params(loaded, target, recipe)[0], [],
                       options, events, skipped=len(maps), preview=preview,
@@ -295,6 +295,15 @@ def render_to_dir(loaded: weights_lib.Weights, target: vgg.Target, maps: Sequenc
   with directory.lock():
     return _render_into(directory, loaded, target, recipe, preview, maps, options, events,
                         init_path)
+
+
+def _preview_recipe(target: vgg.Target, options: RenderOptions) -> recipes.Recipe | None:
+  """The `--preview` recipe, whose work the plan reports; None where the preview's sizes
+  do not suit the tap (InceptionV1's logits need an input of 224 px)."""
+  try:
+    return layer_recipe(target, options.schedule.preview(), options.diversity)
+  except SettingError:
+    return None
 
 
 def _render_into(directory: store.RenderDirectory, loaded, target, recipe, preview, maps,
