@@ -182,15 +182,8 @@ def basic_convs() -> tuple[Conv, ...]:
 @functools.cache
 def taps() -> tuple[Layer, ...]:
   """Every module torch can hook, in hook order, the logits last (222 taps)."""
-  rows: list[Layer] = []
-  shrinks: tuple[Shrink, ...] = ()
-
-  def add(name: str, kind: str, channels: int, shrink: Shrink | None = None,
-          what: str = "") -> None:
-    nonlocal shrinks
-    if shrink is not None:
-      shrinks += (shrink,)
-    rows.append(Layer(len(rows), name, kind, channels, 0, shrinks, what))
+  built = table_tools.TapRows()
+  add = built.add
 
   def add_conv(conv: Conv) -> None:
     add(f"{conv.path}.conv", "conv", conv.outputs, conv_shrink(conv))
@@ -219,7 +212,7 @@ def taps() -> tuple[Layer, ...]:
       add(item.name, "concat", channels)
   add("avgpool", "pool", channels, AVGPOOL_SHRINK)
   add("fc", "dense", NUM_CLASSES)
-  return tuple(rows)
+  return tuple(built.rows)
 
 
 @functools.cache

@@ -110,15 +110,8 @@ def block_taps(block: Mixed) -> tuple[tuple[str, str, int | None], ...]:
 @functools.cache
 def taps() -> tuple[Layer, ...]:
   """Every module lucent can hook, in forward order, and the logits last (137 taps)."""
-  rows: list[Layer] = []
-  shrinks: tuple[Shrink, ...] = ()
-
-  def add(name: str, kind: str, channels: int, shrink: Shrink | None = None,
-          what: str = "") -> None:
-    nonlocal shrinks
-    if shrink is not None:
-      shrinks += (shrink,)
-    rows.append(Layer(len(rows), name, kind, channels, 0, shrinks, what))
+  built = table_tools.TapRows()
+  add = built.add
 
   add("conv2d0_pre_relu_conv", "conv", 64, CONV0_SHRINK)
   add("conv2d0", "relu", 64)
@@ -138,7 +131,7 @@ def taps() -> tuple[Layer, ...]:
       add(POOL_AFTER[block.name], "pool", channels, POOL_SHRINK)
   add(LOGITS, "dense", NUM_CLASSES, AVGPOOL_SHRINK,
       what="logits of mixed5b's 7x7 average: inputs of 224-255 px only")
-  return tuple(rows)
+  return tuple(built.rows)
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from jaxviz.layers import Layer
+from jaxviz.layers import Layer, Shrink
 
 
 def flax_name(path: str) -> str:
@@ -43,3 +43,18 @@ def needed_modules(arch: str, taps: tuple[Layer, ...], tap: str,
   kinds = frozenset(kinds)
   return tuple(flax_name(layer.name) for layer in taps[: by_name[tap].index + 1]
                if layer.kind in kinds)
+
+
+class TapRows:
+  """A table's taps built in network order, each with every strided op up to it: `add`
+  appends a tap after the `shrink` its own op applies (if any) joins the running list."""
+
+  def __init__(self) -> None:
+    self.rows: list[Layer] = []
+    self.shrinks: tuple[Shrink, ...] = ()
+
+  def add(self, name: str, kind: str, channels: int, shrink: Shrink | None = None,
+          what: str = "") -> None:
+    if shrink is not None:
+      self.shrinks += (shrink,)
+    self.rows.append(Layer(len(self.rows), name, kind, channels, 0, self.shrinks, what))
