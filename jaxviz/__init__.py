@@ -41,3 +41,8 @@ def __getattr__(name: str):
 
 
 __all__ = sorted({*_LAZY, *_SUBMODULES})
+
+
+def __dir__() -> list[str]:
+  """The public API (what `__getattr__` imports on first use), for dir() and completion."""
+  return sorted({*__all__, "__version__"})

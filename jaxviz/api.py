@@ -13,6 +13,8 @@ a callable is called with (work done, total work), False shows nothing.
 from __future__ import annotations
 
 import contextlib
+import warnings
+from collections.abc import Mapping
 from typing import Callable, Sequence
 
 import numpy as np
@@ -29,8 +31,41 @@ from jaxviz.weights import Weights
 Progress = bool | Callable[[int, int], None]
 
 
+class RandomWeightsWarning(UserWarning):
+  """Shown (once per line of the caller's code, Python's default) when the API renders or
+  ranks with random weights, as the CLI says on every run."""
+
+
 def _weights(weights: str | Weights, arch: str) -> Weights:
-  return weights if isinstance(weights, Weights) else app.load_weights(weights, arch)
+  if not isinstance(weights, (str, Weights)):
+    raise JaxvizError(f"weights: expected 'imagenet', 'random[:SEED]', a file path or "
+                      f"jaxviz.Weights, got {type(weights).__name__}")
+  loaded = weights if isinstance(weights, Weights) else app.load_weights(weights, arch)
+  _warn_if_random(loaded)
+  return loaded
+
+
+def _warn_if_random(loaded: Weights) -> None:
+  if loaded.is_random:
+    # Python shows a warning once per place it is raised from: once per process here.
+    warnings.warn(f"{loaded.label}: RANDOM weights, not a trained network: the results "
+                  "show an untrained network", RandomWeightsWarning, stacklevel=2)
+
+
+def _address(layer, maps):
+  """(layer, maps) from `layer` and `maps`, or from a "layer:map" address as lucent writes
+  them ("conv5_1:271", "mixed4a:476"), which must then be the only maps given."""
+  if isinstance(layer, str) and ":" in layer:
+    name, _, unit = layer.rpartition(":")
+    if maps is not None:
+      raise JaxvizError(f"layer {layer!r} names map {unit} already; leave maps out")
+    if not unit.strip().isdigit():
+      raise JaxvizError(f"cannot read {layer!r}: a 'layer:map' address ends in a map index")
+    return name, [int(unit)]
+  if maps is None:
+    raise JaxvizError("maps: give the maps to render ([271, 15], '0:16' or 'all'), or "
+                      "address one as 'layer:map' ('conv5_1:271')")
+  return layer, maps
 
 
 def _events(progress: Progress) -> contextlib.AbstractContextManager:
@@ -43,12 +78,23 @@ def _events(progress: Progress) -> contextlib.AbstractContextManager:
 
 
 def _model(weights: str | Weights, arch: str, precision: str) -> ModelSettings:
+  if isinstance(weights, Weights):
+    _warn_if_random(weights)
+  elif isinstance(weights, str) and weights.strip().startswith("random"):
+    warnings.warn(f"weights {weights!r}: RANDOM weights, not a trained network: the results "
+                  "show an untrained network", RandomWeightsWarning, stacklevel=2)
   return ModelSettings(weights, arch, precision).check()
 
 
 def _map_spec(maps: Sequence[int] | str) -> str:
   """Maps as the CLI's --maps spec ("3,5", "0:8", "all"), which the commands parse."""
-  return maps if isinstance(maps, str) else ",".join(str(int(m)) for m in maps)
+  if isinstance(maps, str):
+    return maps
+  try:
+    return ",".join(str(int(m)) for m in maps)
+  except (TypeError, ValueError):
+    raise JaxvizError(f"maps: expected map indices ([271, 15]) or a spec ('0:16', 'all'), "
+                      f"got {maps!r:.60}") from None
 
 
 def _finish(outcome):
@@ -85,7 +131,7 @@ def render(layer_or_model, *args, **kwargs) -> np.ndarray:
   return render_model(layer_or_model, *args, **kwargs)
 
 
-def render_layer(layer: str | int, maps: Sequence[int] | str, *,
+def render_layer(layer: str | int, maps: Sequence[int] | str | None = None, *,
                  weights: str | Weights = "imagenet", pre_relu: bool = False, seed: int = 0,
                  schedule=recipes_lib.Schedule(), diversity: int = 1, batch: int | str = "auto",
                  dtype: str = "float32", precision: str = "default", driver: str = "auto",
@@ -120,6 +166,7 @@ def render_layer(layer: str | int, maps: Sequence[int] | str, *,
     (len(maps), S, S, 3) float images in [0, 1] (S = 408 at the write-up's
     defaults), or (len(maps), K, S, S, 3) with diversity K > 1.
   """
+  layer, maps = _address(layer, maps)
   loaded = _weights(weights, arch)
   target = vgg.resolve_target(layer, loaded.arch, pre_relu=pre_relu, precision=precision)
   maps = _map_spec(maps)
@@ -148,7 +195,8 @@ def render_model(model, params, objective=None, units: Sequence[int] = (0,), *,
     model: a Flax module (activations read by name through
       `capture_intermediates`, or the dict it returns), a function
       `(params, images) -> {name: activation}`, or an `optvis.models` Model.
-    params: its parameters (the tree `module.apply` takes under "params").
+    params: its parameters (the tree `module.apply` takes under "params"), or
+      loaded `jaxviz.Weights` (their tree).
     objective: an `optvis.objectives` objective (maximised); `unit` below is
       the map index it receives (the channel, for `Channel`).
     units: the maps to render, each on its own (vmapped, independent).
@@ -160,6 +208,12 @@ def render_model(model, params, objective=None, units: Sequence[int] = (0,), *,
     for a recipe that renders groups of images.
   """
   model = models.as_model(model, mean, std)
+  if isinstance(params, Weights):  # loaded weights stand for their parameter tree
+    _warn_if_random(params)
+    params = params.params
+  if not isinstance(params, Mapping):
+    raise JaxvizError(f"params: expected the parameter tree (the dict `module.apply` takes "
+                      f"under 'params') or jaxviz.Weights, got {type(params).__name__}")
   if recipe is None:
     if not isinstance(objective, objectives.Objective):
       raise JaxvizError("objective: jaxviz.render(model, params, objective, units) needs an "
@@ -184,21 +238,23 @@ def _options(seed, schedule, batch, dtype, driver, diversity, trace,
                        preview=preview).check()
 
 
-def render_dir(out, layer: str | int, maps: Sequence[int] | str, *,
+def render_dir(out, layer: str | int, maps: Sequence[int] | str | None = None, *,
                weights: str | Weights = "imagenet", arch: str = layers.DEFAULT_ARCH,
                precision: str = "default", pre_relu: bool = False, init=None,
                force: bool = False, seed: int = 0, schedule=recipes_lib.Schedule(),
                batch: int | str = "auto", dtype: str = "float32", driver: str = "auto",
                diversity: int = 1, trace: bool = False, preview: bool = False,
                progress: Progress = True) -> app.RenderOutcome:
-  """`jaxviz render`: renders maps of a VGG layer into the directory `out` (a PNG per
-  map, grid.png, render.json), resuming what is finished there.
+  """`jaxviz render`: renders maps of a layer into the directory `out` (a PNG per
+  map, grid.png, render.json), resuming what is finished there. `layer` may be a
+  "layer:map" address ("conv5_1:271") instead of a layer and `maps`.
 
   Example:
     outcome = jaxviz.render_dir("renders", "conv5_1", [271, 15], weights="random")
     outcome.record["files"]      # {"271": "24_271.png", ...}
   Raises JaxvizError after writing the others if any map failed.
   """
+  layer, maps = _address(layer, maps)
   maps = _map_spec(maps)
   with _events(progress) as events:
     outcome = commands.render(layer, maps, out, _model(weights, arch, precision),
@@ -208,7 +264,7 @@ def render_dir(out, layer: str | int, maps: Sequence[int] | str, *,
   return _finish(outcome)
 
 
-def sweep(out, layer: str | int, maps: Sequence[int] | str = "all", *,
+def sweep(out, layer: str | int, maps: Sequence[int] | str | None = None, *,
           weights: str | Weights = "imagenet", arch: str = layers.DEFAULT_ARCH,
           precision: str = "default", pre_relu: bool = False, top_images=None,
           process_index: int | None = None, process_count: int = 1, force: bool = False,
@@ -218,6 +274,7 @@ def sweep(out, layer: str | int, maps: Sequence[int] | str = "all", *,
           progress: Progress = True) -> commands.SweepOutcome:
   """`jaxviz sweep`: every map of a layer (or `maps`) into `out`, then its atlas
   (`out/index.html`; `top_images` a `top-images --all-maps` table)."""
+  layer, maps = _address(layer, "all" if maps is None and ":" not in str(layer) else maps)
   maps = _map_spec(maps)
   with _events(progress) as events:
     outcome = commands.sweep(layer, out, _model(weights, arch, precision),
@@ -246,6 +303,8 @@ def probe_photo(photo, layer: str | int, *, weights: str | Weights = "imagenet",
     result.asked[271]          # (rank, mean): is map 271 in the top 15?
     result.means               # (512,) every map's mean activation (post-ReLU: >= 0)
   """
+  if ":" in str(layer):  # "conv5_1:271": rank that map
+    layer, maps = _address(layer, list(maps) or None)
   # Checked before the ranking, as the command checks its flags before any work.
   options = _options(seed, schedule, batch, dtype, driver, diversity, trace, preview)
   with _events(progress) as events:
@@ -271,6 +330,8 @@ def top_images(folder, layer: str | int, *, map: int | None = None, all_maps: bo
     scores = jaxviz.top_images("photos/", "conv5_1")
     scores.top_images(271, 9)  # [(path, mean), ...] best first
   """
+  if ":" in str(layer):  # "conv5_1:271": that map
+    layer, (map,) = _address(layer, None if map is None else [map])
   if map is None and not all_maps:
     all_maps = True  # every map scored; nothing written unless `out`
   with _events(progress) as events:
@@ -279,7 +340,7 @@ def top_images(folder, layer: str | int, *, map: int | None = None, all_maps: bo
                                out=out, events=events)
 
 
-def compare(layer: str | int, maps: Sequence[int] | str,
+def compare(layer: str | int, maps: Sequence[int] | str | None = None,
             recipes: Sequence[str] = ("seed", "lucid", "maco"), *, out="compare.png",
             weights: str | Weights = "imagenet", arch: str = layers.DEFAULT_ARCH,
             precision: str = "default", pre_relu: bool = False, seed: int = 0,
@@ -292,6 +353,7 @@ def compare(layer: str | int, maps: Sequence[int] | str,
   applied to every recipe that has them."""
   from jaxviz.settings import RecipeOptions
 
+  layer, maps = _address(layer, maps)
   maps = _map_spec(maps)
   try:
     given = RecipeOptions(preview=preview, **recipe_settings)

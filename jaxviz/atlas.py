@@ -20,6 +20,7 @@ from PIL import Image
 
 from jaxviz import fileio, store
 from jaxviz.errors import JaxvizError
+from jaxviz.reprs import ShortRepr
 
 THUMB_SIDE = 160
 PHOTO_SIDE = 72
@@ -237,8 +238,8 @@ def build_atlas(out_dir: str | os.PathLike,
   return AtlasResult(index, len(files), damaged)
 
 
-@dataclasses.dataclass(frozen=True)
-class AtlasResult:
+@dataclasses.dataclass(frozen=True, repr=False)
+class AtlasResult(ShortRepr):
   """What `build_atlas` wrote.
 
   Attributes:

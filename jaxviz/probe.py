@@ -22,9 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxviz import fileio, nets, ops, vgg
-from jaxviz.nets import networks
 from jaxviz.classify import INPUT_SIDE, photo_to_input
 from jaxviz.errors import JaxvizError
+from jaxviz.nets import networks
+from jaxviz.reprs import ShortRepr
 from jaxviz.vgg import Target
 from jaxviz.weights import Weights
 
@@ -44,8 +45,8 @@ def ranking(means: np.ndarray) -> np.ndarray:
   return np.argsort(-np.asarray(means), kind="stable")
 
 
-@dataclasses.dataclass(frozen=True)
-class ProbeResult:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ProbeResult(ShortRepr):
   """Per-channel means of one photo at one layer, ranked.
 
   Attributes:
@@ -114,8 +115,8 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
   return found
 
 
-@dataclasses.dataclass(frozen=True)
-class FolderScores:
+@dataclasses.dataclass(frozen=True, repr=False)
+class FolderScores(ShortRepr):
   """Mean activation of every map of a layer on every readable image of a folder.
 
   Attributes:

@@ -41,8 +41,9 @@ from flax import traverse_util
 
 from jaxviz import fileio, nets
 from jaxviz import layers as layers_lib
-from jaxviz.nets import networks
 from jaxviz.errors import JaxvizError
+from jaxviz.nets import networks
+from jaxviz.reprs import ShortRepr
 from jaxviz.settings import prng_key
 
 FORMAT = "jaxviz-vgg/1"
@@ -105,8 +106,8 @@ class Loader:
     return self.source.load(self.arch, self.modules)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Weights:
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Weights(ShortRepr):
   """A network's parameters and where they came from; tensors are read when needed.
 
   Attributes:

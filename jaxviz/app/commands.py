@@ -30,13 +30,13 @@ from jaxviz import layers as layers_lib
 from jaxviz import probe as probe_lib
 from jaxviz import weights as weights_lib
 from jaxviz.app import rendering
-from jaxviz.app.no_model import (InfoOutcome, LayersOutcome, atlas, info, layers,  # noqa: F401
-                                 positive as _positive)
+from jaxviz.app.no_model import InfoOutcome, LayersOutcome, atlas, info, layers  # noqa: F401
+from jaxviz.app.no_model import positive as _positive
 from jaxviz.errors import JaxvizError, SettingError
 from jaxviz.nets import networks
 from jaxviz.progress import Events, plural
+from jaxviz.reprs import ShortRepr
 from jaxviz.settings import ModelSettings, RecipeOptions, RenderOptions, parse_recipes
-
 
 # Shared steps.
 
@@ -104,8 +104,8 @@ def convert(src, out, arch: str | None = None) -> ConvertOutcome:
   return ConvertOutcome(Path(out), arch, len(networks.param_shapes(arch)))
 
 
-@dataclasses.dataclass(frozen=True)
-class ClassifyOutcome:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ClassifyOutcome(ShortRepr):
   """ImageNet's top classes for a photo (`jaxviz classify`)."""
 
   image: str
@@ -148,8 +148,8 @@ def render(layer, maps, out, model: ModelSettings = ModelSettings(),
                                  force=force, events=events)
 
 
-@dataclasses.dataclass(frozen=True)
-class SweepOutcome:
+@dataclasses.dataclass(frozen=True, repr=False)
+class SweepOutcome(ShortRepr):
   """A sweep: its render (`rendering.RenderOutcome`) and its atlas."""
 
   render: rendering.RenderOutcome
@@ -198,8 +198,8 @@ def sweep(layer, out, model: ModelSettings = ModelSettings(),
 
 # Photos: probe, top-images, spectrum.
 
-@dataclasses.dataclass(frozen=True)
-class ProbeOutcome:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ProbeOutcome(ShortRepr):
   """The write-up's hypothesis test on one photo (`jaxviz probe`).
 
   Attributes:
@@ -238,10 +238,6 @@ class ProbeOutcome:
 
   def error(self) -> JaxvizError | None:
     return self.renders.error() if self.renders is not None else None
-
-  def __repr__(self) -> str:
-    return (f"ProbeOutcome({self.target.describe()}, {self.image}, top "
-            f"{[m for _, m, _ in self.top[:5]]}...)")
 
 
 def probe(image, layer, model: ModelSettings = ModelSettings(), *, top: int = 15,
@@ -292,8 +288,8 @@ def probe_figure(outcome: ProbeOutcome, out, options: RenderOptions = RenderOpti
   return dataclasses.replace(outcome, figure=Path(out), renders=rendered)
 
 
-@dataclasses.dataclass(frozen=True)
-class TopImagesOutcome:
+@dataclasses.dataclass(frozen=True, repr=False)
+class TopImagesOutcome(ShortRepr):
   """A folder's photos ranked by a map, or by every map (`jaxviz top-images`).
 
   Attributes:
@@ -379,8 +375,8 @@ def top_images(folder, layer, model: ModelSettings = ModelSettings(), *,
                           out=None if out is None else Path(out))
 
 
-@dataclasses.dataclass(frozen=True)
-class SpectrumOutcome:
+@dataclasses.dataclass(frozen=True, repr=False)
+class SpectrumOutcome(ShortRepr):
   """MACO's magnitude spectrum, averaged over photos (`jaxviz spectrum`)."""
 
   out: Path | None
@@ -407,8 +403,8 @@ def spectrum(folder, out=None, size: int = 1280, events: Events = Events()) -> S
 
 # Recipes side by side.
 
-@dataclasses.dataclass(frozen=True)
-class CompareOutcome:
+@dataclasses.dataclass(frozen=True, repr=False)
+class CompareOutcome(ShortRepr):
   """The same maps under several recipes (`jaxviz compare`).
 
   Attributes:

@@ -21,11 +21,11 @@ from jaxviz import execution, fileio, nets, ops, store, vgg
 from jaxviz import layers as layers_lib
 from jaxviz import weights as weights_lib
 from jaxviz.errors import JaxvizError, SettingError
-from jaxviz.progress import Events, plural
 from jaxviz.optvis import objectives, recipes
 from jaxviz.optvis.render import dtype_context, resolve_driver
+from jaxviz.progress import Events, plural
+from jaxviz.reprs import ShortRepr
 from jaxviz.settings import DIVERSITY_WEIGHT, RenderOptions, prng_key
-
 
 # Weights: `--weights imagenet|random[:SEED]|PATH`.
 
@@ -235,8 +235,8 @@ def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
       on_out_of_memory=events.out_of_memory, params_loader=params_loader)
 
 
-@dataclasses.dataclass(frozen=True)
-class RenderOutcome:
+@dataclasses.dataclass(frozen=True, repr=False)
+class RenderOutcome(ShortRepr):
   """What one `render_to_dir` call did.
 
   Attributes:
