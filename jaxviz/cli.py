@@ -447,6 +447,31 @@ def atlas_command(
   typer.echo(f"atlas: {built.index} ({plural(built.maps, 'map')})")
 
 
+@app.command(cls=Command)
+@user_errors
+def cache(
+    clear: Annotated[bool, typer.Option(
+        "--clear", help="Remove everything in it (it is remade on demand).")] = False,
+    as_json: JsonOption = False,
+):
+  """List what jaxviz's user cache holds, with sizes; --clear empties it.
+
+  It keeps converted weights and compiled programs so that later runs start
+  fast; random weights are never stored. Downloads are in torch's own cache.
+
+  Example: [bold]jaxviz cache[/bold]
+  """
+  from jaxviz.app import no_model  # no JAX
+
+  outcome = no_model.cache(clear)
+  if as_json:
+    return echo_json(outcome.to_json())
+  typer.echo(f"{'removed from' if outcome.cleared else 'cache:'} {outcome.directory}")
+  for entry in outcome.entries:
+    typer.echo(f"  {entry.bytes / 1e6:10.1f} MB  {entry.name:<28} {entry.what}")
+  typer.echo(f"  {outcome.bytes / 1e6:10.1f} MB  in all" if outcome.entries else "  (empty)")
+
+
 def main() -> None:
   app()
 

@@ -35,7 +35,6 @@ from typing import Any, Iterable
 
 import jax
 import numpy as np
-import platformdirs
 import safetensors
 from flax import traverse_util
 
@@ -45,9 +44,9 @@ from jaxviz.errors import JaxvizError
 from jaxviz.nets import networks
 from jaxviz.reprs import ShortRepr
 from jaxviz.settings import prng_key
+from jaxviz.user_cache import CACHE_ENV, cache_dir  # noqa: F401 (re-exported)
 
 FORMAT = "jaxviz-vgg/1"
-CACHE_ENV = "JAXVIZ_CACHE_DIR"
 
 Params = dict[str, dict[str, np.ndarray]]
 
@@ -343,11 +342,6 @@ def file_digest(path: str | os.PathLike) -> str:
 def _shape_report(flat: dict[str, np.ndarray], arch: str) -> str | None:
   """How `flat`'s names and shapes differ from `arch`'s parameters; None if they match."""
   return mismatch_report({k: v.shape for k, v in flat.items()}, networks.param_shapes(arch))
-
-
-def cache_dir() -> Path:
-  """`$JAXVIZ_CACHE_DIR`, else the platform's user cache dir for jaxviz."""
-  return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("jaxviz"))
 
 
 def converted_path(sha256: str) -> Path:

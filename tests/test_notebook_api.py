@@ -5,8 +5,6 @@ weights, and reprs that do not dump arrays."""
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

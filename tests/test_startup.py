@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from conftest import make_torch_vgg, save_pth
+from conftest import make_torch_vgg, run_cli, save_pth
 
 # Runs the CLI and says, on exit, whether the process imported torch.
 WITH_TORCH_REPORT = """
@@ -49,15 +49,38 @@ def test_a_pth_is_converted_once_then_read_without_torch(tmp_path, vgg16_pth, ph
 
 
 def test_commands_that_load_no_model_start_without_jax(tmp_path):
-  """`layers`, `info` and `atlas` (jaxviz.app.no_model) import no JAX: --help speed."""
+  """`layers`, `info`, `atlas` and `cache` (jaxviz.app.no_model) import no JAX."""
   report = ("import atexit, sys\natexit.register(lambda: sys.stderr.write("
             "'jax imported\\n' if 'jax' in sys.modules else 'jax not imported\\n'))\n"
             "from jaxviz.cli import main\nmain()\n")
   (tmp_path / "empty").mkdir()
   for args in (["layers", "--json"], ["atlas", tmp_path / "empty"],
-               ["info", tmp_path / "missing.png"]):
+               ["info", tmp_path / "missing.png"], ["cache", "--json"]):
     result = subprocess.run([sys.executable, "-c", report, *map(str, args)],
                             capture_output=True, text=True, timeout=120)
     assert result.stderr.splitlines()[-1] == "jax not imported", (args, result.stderr)
   assert json.loads(subprocess.run([sys.executable, "-m", "jaxviz.cli", "layers", "--json"],
                                    capture_output=True, text=True).stdout)["arch"] == "vgg16"
+
+
+def test_cache_lists_and_clears_what_jaxviz_keeps(empty_jaxviz_cache, tmp_path):
+  """`jaxviz cache` lists the user cache's entries with sizes and --clear empties it, inside
+  the directory only: a link in it is removed as a link, its target kept."""
+  cache = empty_jaxviz_cache
+  (cache / "converted").mkdir(parents=True)
+  (cache / "converted" / "ab.safetensors").write_bytes(b"x" * 3000)
+  (cache / "resnet50-imagenet.safetensors").write_bytes(b"y" * 5000)
+  outside = tmp_path / "precious.bin"
+  outside.write_bytes(b"z" * 7000)
+  (cache / "xla").mkdir()
+  (cache / "xla" / "link").symlink_to(outside)
+  listed = json.loads(run_cli("cache", "--json").stdout)
+  sizes = {entry["name"]: (entry["bytes"], entry["files"]) for entry in listed["entries"]}
+  assert sizes == {"resnet50-imagenet.safetensors": (5000, 1), "converted": (3000, 1),
+                   "xla": (0, 0)}
+  assert listed["bytes"] == 8000 and not listed["cleared"]
+  assert "resnet50's published weights" in run_cli("cache").stdout
+  cleared = json.loads(run_cli("cache", "--clear", "--json").stdout)
+  assert cleared["cleared"] and cleared["bytes"] == 8000
+  assert list(cache.iterdir()) == [] and outside.read_bytes() == b"z" * 7000
+  assert json.loads(run_cli("cache", "--json").stdout)["entries"] == []

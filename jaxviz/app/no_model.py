@@ -74,3 +74,30 @@ def atlas(out, top_images=None) -> atlas_lib.AtlasResult:
     raise JaxvizError(f"not a directory: {fileio.display(out)}")
   table = atlas_lib.read_top_images(top_images) if top_images is not None else None
   return atlas_lib.build_atlas(out, table)
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheOutcome:
+  """The user cache (`jaxviz cache`): its directory and entries, and whether they were
+  removed."""
+
+  directory: Path
+  entries: list
+  cleared: bool
+
+  @property
+  def bytes(self) -> int:
+    return sum(entry.bytes for entry in self.entries)
+
+  def to_json(self) -> dict:
+    return {"directory": str(self.directory), "cleared": self.cleared, "bytes": self.bytes,
+            "entries": [dataclasses.asdict(entry) for entry in self.entries]}
+
+
+def cache(clear: bool = False) -> CacheOutcome:
+  """What the user cache holds (`user_cache.entries`), removed first if `clear`."""
+  from jaxviz import user_cache
+
+  directory = user_cache.cache_dir()
+  found = user_cache.clear(directory) if clear else user_cache.entries(directory)
+  return CacheOutcome(directory, found, clear)
