@@ -32,6 +32,13 @@ def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 100,
     figure.savefig(tmp, format="png", dpi=dpi, metadata=text or {})
 
 
+def grid_width(columns: int, suptitle: str | None) -> float:
+  """Inches: `columns` cells, and at least the suptitle's width in one line (a grid of
+  one or two columns would otherwise cut it at both sides)."""
+  title_inches = 0.085 * len(suptitle) if suptitle else 0.0  # ~10 pt characters
+  return max(CELL_INCHES * columns, title_inches)
+
+
 def grid_columns(count: int) -> int:
   """3 columns as the write-up shows them; wider for whole layers."""
   return max(3, math.ceil(math.sqrt(count))) if count > 9 else min(3, max(count, 1))
@@ -59,8 +66,7 @@ def titled_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str |
   The figure is at least wide enough for the suptitle in one line (a one-map grid
   would otherwise cut it at both sides)."""
   rows = math.ceil(len(images) / columns)
-  title_inches = 0.085 * len(suptitle) if suptitle else 0.0  # ~10 pt characters
-  figure = new_figure(max(CELL_INCHES * columns, title_inches),
+  figure = new_figure(grid_width(columns, suptitle),
                       CELL_INCHES * rows + (0.4 if suptitle else 0))
   draw_image_grid(figure, images, titles, columns)
   if suptitle:
@@ -139,7 +145,7 @@ def compare_figure(images: dict[str, dict[int, np.ndarray]],
       panels.append(images[recipe][map_index])
       titles.append(f"{recipe}: fmap {map_index}\nobjective {objectives[recipe][map_index]:.3g}")
   rows, columns = len(maps), len(recipes)
-  figure = new_figure(CELL_INCHES * columns, CELL_INCHES * rows + 0.5)
+  figure = new_figure(grid_width(columns, suptitle), CELL_INCHES * rows + 0.5)
   draw_image_grid(figure, panels, titles, columns)
   figure.suptitle(suptitle, fontsize=10)
   save_figure(figure, path, text=text)

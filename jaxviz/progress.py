@@ -64,13 +64,20 @@ class Events:
 
 
 def progress_bar():
-  """A rich progress bar on stderr (rich also draws it in notebooks)."""
+  """A rich progress bar on stderr. In a notebook rich draws it as a widget, which needs
+  ipywidgets; without it rich would warn "install ipywidgets" and show nothing, so
+  there the bar is plain text (its final state, and every note as a line)."""
+  import importlib.util
+
   from rich.console import Console
   from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
                              TimeElapsedColumn, TimeRemainingColumn)
 
+  console = Console(stderr=True)
+  if console.is_jupyter and importlib.util.find_spec("ipywidgets") is None:
+    console = Console(stderr=True, force_jupyter=False)
   return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console)
 
 
 class ProgressEvents(Events):

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from jaxviz import app, figures, fileio, progress, store
@@ -266,3 +267,38 @@ def test_the_python_api_reports_progress(vgg16_weights):
                 batch=1, progress=lambda done, total: seen.append((done, total)))
   assert seen and seen[-1][0] == seen[-1][1] > 0
   assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+@pytest.mark.parametrize("recipes", [1, 2])
+def test_compare_title_is_not_cut_with_one_or_two_recipe_columns(tmp_path, recipes):
+  """compare's title (layer, weights label) fits in the figure however few recipes."""
+  names = ["seed", "lucid"][:recipes]
+  images = {name: {7: np.zeros((8, 8, 3))} for name in names}
+  objectives = {name: {7: 1.0} for name in names}
+  title = "conv5_1 (layer 24, post-ReLU), weights random (seed 0) (RANDOM, untrained)"
+  figure = figures.compare_figure(images, objectives, [7], tmp_path / "c.png", title)
+  figure.canvas.draw()
+  extent = figure._suptitle.get_window_extent()
+  assert extent.x0 >= 0 and extent.x1 <= figure.bbox.width
+
+
+def test_progress_in_a_notebook_without_ipywidgets_is_plain_text(monkeypatch):
+  """rich draws its bar in Jupyter as a widget; without ipywidgets it would only warn
+  "install ipywidgets" and show an empty output, so jaxviz falls back to text there."""
+  import importlib.util
+  import warnings
+
+  import rich.console
+
+  monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)  # as in a kernel
+  real_find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: None if name == "ipywidgets" else real_find_spec(name, *a))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # rich's "install ipywidgets" would raise here
+    with progress.ProgressEvents() as events:
+      events.begin("rendering 1 map", total=2)
+      events.work(1)
+      events.note("a note")
+      events.work(1)
+    assert not events.bar.console.is_jupyter
