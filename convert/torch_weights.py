@@ -178,6 +178,32 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike,
   return arch
 
 
+# torch.hub's HASH_REGEX: a published file's name carries a prefix of its sha256
+# ("vgg16-397923af.pth"). torch checks it only when it downloads with check_hash, and
+# never for a file already in its cache.
+HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
+
+
+def name_hash(path: str | os.PathLike) -> str | None:
+  """The sha256 prefix a published file's name carries, if any."""
+  match = HASH_IN_NAME.search(os.path.basename(path))
+  return match.group(1) if match else None
+
+
+def check_published(path: str | os.PathLike) -> None:
+  """Refuses a file in torch's cache whose sha256 does not start with the prefix in its
+  name: not the published file (a partial download, or another file put there), which
+  would otherwise be labelled `imagenet`."""
+  prefix = name_hash(path)
+  if prefix and not fileio.sha256_file(path).startswith(prefix):
+    raise JaxvizError(f"{path} is not the published file its name says (its sha256 does not "
+                      f"start with {prefix}); delete it to download it again, or pass it as "
+                      "--weights PATH")
+
+
 def download_and_convert(arch: str, dst: str | os.PathLike) -> None:
-  """Fetches (or finds in torch's cache) the published weights of `arch` and converts them."""
-  convert_file(download_imagenet(arch), dst, arch)
+  """Fetches (or finds in torch's cache) the published weights of `arch`, checks them
+  against the hash in their name, and converts them."""
+  path = download_imagenet(arch)
+  check_published(path)
+  convert_file(path, dst, arch)

@@ -176,6 +176,9 @@ def test_imagenet_uses_torchvision_cache_then_jaxviz_cache(vgg16_pth, tmp_path, 
     raise AssertionError("the cached file should have been used")
 
   monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+  # The stand-in is not the published file: its name's hash is made its own (the check
+  # itself: test_a_cached_file_that_is_not_the_published_one_is_refused).
+  monkeypatch.setattr(torch_weights, "name_hash", lambda path: fileio.sha256_file(path)[:8])
   loaded = app.load_weights("imagenet")
   assert loaded.label == "imagenet" and not loaded.is_random
   assert weights_lib.imagenet_cache_path().is_file()
@@ -185,6 +188,24 @@ def test_imagenet_uses_torchvision_cache_then_jaxviz_cache(vgg16_pth, tmp_path, 
   again = app.load_weights("imagenet")
   np.testing.assert_array_equal(again.params["conv1_1"]["kernel"],
                                 loaded.params["conv1_1"]["kernel"])
+
+
+def test_a_cached_file_that_is_not_the_published_one_is_refused(vgg16_pth, tmp_path,
+                                                                 empty_jaxviz_cache):
+  """torch uses a file in its cache unchecked; jaxviz checks the sha256 prefix in its name
+  before calling it `imagenet`."""
+  checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+  checkpoints.mkdir(parents=True)
+  (checkpoints / "vgg16-397923af.pth").symlink_to(vgg16_pth)  # the seeded random VGG16
+  with pytest.raises(JaxvizError) as error:
+    app.load_weights("imagenet")
+  assert_names_all(str(error.value), "vgg16-397923af.pth", "397923af", "not the published")
+  assert not weights_lib.imagenet_cache_path().exists()
+  # A file whose name carries its own sha256 prefix passes the same check.
+  named = tmp_path / f"vgg16-{fileio.sha256_file(vgg16_pth)[:8]}.pth"
+  named.symlink_to(vgg16_pth)
+  torch_weights.check_published(named)
+  assert torch_weights.name_hash("weights.pth") is None  # no hash, nothing to check
 
 
 def test_imagenet_offline_names_the_alternatives(monkeypatch, empty_jaxviz_cache):
