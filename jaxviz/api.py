@@ -80,7 +80,7 @@ def _events(progress: Progress) -> contextlib.AbstractContextManager:
 def _model(weights: str | Weights, arch: str, precision: str) -> ModelSettings:
   if isinstance(weights, Weights):
     _warn_if_random(weights)
-  elif isinstance(weights, str) and weights.strip().startswith("random"):
+  elif isinstance(weights, str) and app.is_random_spec(weights):
     warnings.warn(f"weights {weights!r}: RANDOM weights, not a trained network: the results "
                   "show an untrained network", RandomWeightsWarning, stacklevel=2)
   return ModelSettings(weights, arch, precision).check()

@@ -15,8 +15,8 @@ names below are imported on first use, so that `jaxviz.app.no_model` costs no JA
 import importlib
 
 _RENDERING = ("RenderEvents", "RenderOutcome", "RenderPlan", "failures_error",
-              "import_meanwhile", "layer_params", "layer_recipe", "load_weights", "map_image",
-              "photo_spectrum", "photo_start", "render_identity", "render_maps", "render_to_dir",
+              "import_meanwhile", "is_random_spec", "layer_params", "layer_recipe",
+              "load_weights", "map_image", "photo_spectrum", "photo_start", "render_identity", "render_maps", "render_to_dir",
               "render_units")
 _SUBMODULES = ("commands", "no_model", "rendering")
 

@@ -38,6 +38,12 @@ def _torch_side():
   return torch_weights
 
 
+def is_random_spec(spec: str) -> bool:
+  """Whether a `--weights` value asks for random weights (`random` or `random:SEED`)."""
+  spec = spec.strip()
+  return spec == "random" or spec.startswith("random:")
+
+
 def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH,
                  say=None) -> weights_lib.Weights:
   """A `--weights` value as Weights (their tensors are read when needed).
@@ -56,7 +62,7 @@ def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH,
   """
   nets.check_arch(arch)
   spec = spec.strip()
-  if spec == "random" or spec.startswith("random:"):
+  if is_random_spec(spec):
     seed_text = spec.partition(":")[2] or "0"
     if not seed_text.isdigit():
       raise JaxvizError(f"--weights random:SEED needs an integer seed, got {seed_text!r}")

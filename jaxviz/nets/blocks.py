@@ -12,7 +12,9 @@ Conventions:
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, Iterator
+
+from jaxviz.errors import JaxvizError
 
 import flax.linen as nn
 import jax
@@ -59,3 +61,23 @@ def draw(init: Init, key: Array, shape: tuple[int, ...]) -> Array:
   """`init(key, shape, float32)`, jitted so that each (init, shape) program is compiled
   once and kept in the cache (a network has a few dozen distinct shapes)."""
   return init(key, shape, jnp.float32)
+
+
+def taps_until(arch: str, tap_names: frozenset[str], taps: Iterator[tuple[str, Array]],
+               stop_at: str | None) -> dict[str, Array]:
+  """A network's (tap, activation) pairs up to and including `stop_at` (all if None).
+
+  `taps` is the network's generator, which creates its modules as it runs: stopping
+  it at `stop_at` leaves later modules uncomputed and their parameters unneeded.
+
+  Raises:
+    JaxvizError: for a `stop_at` that is not a tap of `arch`.
+  """
+  if stop_at is not None and stop_at not in tap_names:
+    raise JaxvizError(f"unknown {arch} tap {stop_at!r}")
+  out: dict[str, Array] = {}
+  for name, value in taps:
+    out[name] = value
+    if name == stop_at:
+      break
+  return out

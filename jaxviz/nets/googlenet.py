@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz.errors import JaxvizError
 from jaxviz.nets import blocks
 from jaxviz.nets import googlenet_table as table
 from jaxviz.nets.blocks import BatchNorm
@@ -170,9 +169,6 @@ class Network(nn.Module):
 
     Every input of at least 15 px runs to the logits (the average pool is adaptive).
     """
-    if self.stop_at is not None and self.stop_at not in _TAP_NAMES:
-      raise JaxvizError(f"unknown googlenet tap {self.stop_at!r}")
-
     def make(item: table.Conv | table.Block) -> nn.Module:
       if isinstance(item, table.Conv):
         return BasicConv2d(item, self.precision, name=item.module)
@@ -182,12 +178,7 @@ class Network(nn.Module):
       return nn.Dense(table.NUM_CLASSES, precision=jax.lax.Precision(self.precision),
                       kernel_init=kernel_init, bias_init=fc_bias_init, name="fc")
 
-    out: dict[str, Array] = {}
-    for name, value in _taps(x, make, dense):
-      out[name] = value
-      if name == self.stop_at:
-        break
-    return out
+    return blocks.taps_until(table.ARCH, _TAP_NAMES, _taps(x, make, dense), self.stop_at)
 
 
 def flax_param_shapes() -> dict[str, tuple[int, ...]]:

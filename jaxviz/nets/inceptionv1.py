@@ -194,8 +194,6 @@ class Network(nn.Module):
     `stop_at`, they are refused with a JaxvizError. Initialise at 224 px, or the
     dense layer's parameters are never created.
     """
-    if self.stop_at is not None and self.stop_at not in _TAP_NAMES:
-      raise JaxvizError(f"unknown inceptionv1 tap {self.stop_at!r}")
     precision = jax.lax.Precision(self.precision)
 
     def conv(name: str, features: int, size: int, stride: int = 1,
@@ -207,12 +205,8 @@ class Network(nn.Module):
       return nn.Dense(features, precision=precision, kernel_init=KERNEL_INIT, name=name)
 
     make = _Make(conv, dense, redirected_relu if self.redirected_relu else nn.relu)
-    out: dict[str, Array] = {}
-    for name, value in _taps(x, make):
-      out[name] = value
-      if name == self.stop_at:
-        return out
-    if self.stop_at is not None:  # only the logits can be missing
+    out = blocks.taps_until(table.ARCH, _TAP_NAMES, _taps(x, make), self.stop_at)
+    if self.stop_at is not None and self.stop_at not in out:  # only the logits can be missing
       raise JaxvizError(
           f"inceptionv1's logits need mixed5b at 7x7, i.e. an input of 224-255 px; "
           f"this {x.shape[1]}x{x.shape[2]} input gives mixed5b "

@@ -114,9 +114,8 @@ class NetModel:
     return nets.normalisation(self.arch)[1]
 
   def _deepest(self, names) -> layers_lib.Layer:
-    by_name = {tap.name: tap for tap in nets.taps(self.arch)}
-    return max((nets.resolve_tap(name, self.arch) if name not in by_name else by_name[name]
-                for name in names), key=lambda tap: tap.index)
+    return max((nets.resolve_tap(name, self.arch) for name in names),
+               key=lambda tap: tap.index)
 
   def features(self, params: Params, inputs: jax.Array, names) -> dict[str, jax.Array]:
     network = _network_module(self.arch).Network(precision=self.precision,

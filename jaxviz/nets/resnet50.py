@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz.errors import JaxvizError
 from jaxviz.nets import resnet50_table as table
 from jaxviz.nets import blocks
 from jaxviz.nets.blocks import BatchNorm
@@ -122,14 +121,7 @@ class Network(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> dict[str, Array]:
     """(N, H, W, 3) normalised -> {tap: (N, h, w, C)}, the logits as (N, 1, 1, 1000)."""
-    if self.stop_at is not None and self.stop_at not in _TAP_NAMES:
-      raise JaxvizError(f"unknown resnet50 tap {self.stop_at!r}")
-    out: dict[str, Array] = {}
-    for name, value in self._taps(x):
-      out[name] = value
-      if name == self.stop_at:
-        break
-    return out
+    return blocks.taps_until(table.ARCH, _TAP_NAMES, self._taps(x), self.stop_at)
 
   def _taps(self, x: Array) -> Taps:
     x = conv(64, 7, 2, 3, self.precision, "conv1")(x)
