@@ -1,5 +1,4 @@
-"""torchvision's GoogLeNet: its weight table, its download and the torch reference the
-tests hold the Flax network to.
+"""torchvision's GoogLeNet as the torch reference the tests hold the Flax network to.
 
 Conventions:
   * The reference is torchvision's `GoogLeNet(transform_input=True,
@@ -7,23 +6,12 @@ Conventions:
     (it loads the file with its auxiliary heads, then sets them to None). It
     takes ImageNet-normalised input; jaxviz feeds the Flax network
     (rgb - 0.5) / 0.5, which is what `_transform_input` makes of it.
-  * Weight table: "<path>.conv.weight" (O, I, kh, kw) -> "<path'>.conv.kernel"
-    HWIO, "<path>.bn.weight/bias/running_mean/running_var" ->
-    "<path'>.bn.scale/bias/mean/var", where path' is the path with "." before an
-    index turned into "_" (`table.flax_name`); fc's (out, in) -> (in, out). fc
-    reads the 1x1 average pool flattened, channels in the same order NCHW and
-    NHWC: no reorder.
-  * Ignored keys of the published file: `aux1.*`, `aux2.*` (auxiliary heads,
-    unused in evaluation and dropped by torchvision's loader) and batch norm's
-    `num_batches_tracked` (a training counter).
   * Taps are read by forward hooks on torchvision's modules that clone the
     output: BasicConv2d's ReLU is in place, and overwrites what a hook on `.bn`
     was given.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,32 +21,7 @@ from jaxviz.nets import googlenet_table as table
 from jaxviz_convert import reference_tools as tools
 
 WEIGHTS = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1
-IMAGENET_URL = WEIGHTS.url
-IGNORED_KEYS: tuple[str, ...] = (r"aux[12]\..*", r".*\.num_batches_tracked")
 imagenet_normalise = tools.imagenet_normalise  # what torchvision's transforms feed it
-
-
-def weight_table() -> list[tuple[str, str, tools.Transform]]:
-  """(torchvision key, flat Flax key, transform) for every parameter, in network order."""
-  rows = []
-  for conv in table.basic_convs():
-    rows.append((f"{conv.path}.conv.weight", f"{conv.module}.conv.kernel", tools.conv_to_hwio))
-    rows += tools.batch_norm_rows(f"{conv.path}.bn", f"{conv.module}.bn")
-  rows.append(("fc.weight", "fc.kernel", tools.linear_to_kernel))
-  rows.append(("fc.bias", "fc.bias", tools.identity))
-  return rows
-
-
-def categories() -> list[str] | None:
-  """The 1000 ImageNet class names torchvision ships with the weights (no download)."""
-  return list(WEIGHTS.meta["categories"])
-
-
-def download_imagenet() -> Path:
-  """torchvision's own download of googlenet-1378be20.pth (its cache and progress bar);
-  returns the file in torch's hub cache."""
-  return tools.fetch_published(lambda: WEIGHTS.get_state_dict(progress=True), IMAGENET_URL,
-                               "ImageNet googlenet", "torchvision's googlenet .pth")
 
 
 def reference_model(seed: int = 0) -> torch.nn.Module:

@@ -1,16 +1,8 @@
-"""lucent's InceptionV1 (lucid's "inception5h"): its weight table, its download and the
-torch reference the tests hold the Flax network to.
+"""lucent's InceptionV1 as the torch reference the tests hold the Flax network to.
 
 Conventions:
   * The reference is lucent's own `InceptionV1` module (torch-lucent), imported
     from its module file: `lucent.modelzoo.inceptionv1.InceptionV1`.
-  * Weight table: lucent's state dict keys are its module names
-    ("mixed4a_3x3_pre_relu_conv.weight"); conv weights (O, I, kh, kw) become
-    HWIO kernels, the linear weight (out, in) an (in, out) kernel. Its average
-    pool is over a 7x7 map reshaped to (-1, 1024), NCHW (N, 1024, 1, 1), so the
-    dense inputs are channels in the same order on both sides: no reorder.
-  * No key is ignored: lucent loads the published file with a strict
-    `load_state_dict`, so it holds exactly the model's parameters.
   * Taps are read by forward hooks on lucent's modules, cloned, as lucent's
     `render_vis` hooks them; none is a functional call (see the table).
 """
@@ -18,19 +10,12 @@ Conventions:
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from jaxviz.nets import inceptionv1_table as table
 from jaxviz_convert import reference_tools as tools
-
-IGNORED_KEYS: tuple[str, ...] = ()
-# lucent's `model_urls["inceptionv1"]` (the test checks they agree): written here so that
-# converting or downloading needs no lucent, only the reference model does.
-IMAGENET_URL = ("https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/"
-                "inception5h.pth")
 
 
 def lucent_module():
@@ -40,30 +25,6 @@ def lucent_module():
   InceptionV1 over its own module of that name, so `from ... import InceptionV1`
   gives the class."""
   return importlib.import_module("lucent.modelzoo.inceptionv1.InceptionV1")
-
-
-def weight_table() -> list[tuple[str, str, tools.Transform]]:
-  """(lucent key, flat Flax key, transform) for every parameter, in network order."""
-  rows = []
-  for module in table.module_names():
-    transform = tools.linear_to_kernel if module == table.LOGITS else tools.conv_to_hwio
-    rows.append((f"{module}.weight", f"{module}.kernel", transform))
-    rows.append((f"{module}.bias", f"{module}.bias", tools.identity))
-  return rows
-
-
-def categories() -> list[str] | None:
-  """None: lucent ships no class names for its 1008 outputs (lucid's label file is not
-  part of torch-lucent)."""
-  return None
-
-
-def download_imagenet() -> Path:
-  """lucent's own download of inception5h.pth (`torch.hub.load_state_dict_from_url`, as
-  `InceptionV1(pretrained=True)` does); returns the file in torch's hub cache."""
-  return tools.fetch_published(
-      lambda: torch.hub.load_state_dict_from_url(IMAGENET_URL, progress=True), IMAGENET_URL,
-      "inceptionv1", "lucent's inception5h.pth")
 
 
 def reference_model(seed: int = 0, redirected_relu: bool = True) -> torch.nn.Module:

@@ -1,24 +1,14 @@
-"""torchvision's ResNet-50: its weight table, its download and the torch reference the
-tests hold the Flax network to.
+"""torchvision's ResNet-50 as the torch reference the tests hold the Flax network to.
 
 Conventions:
   * The reference is `torchvision.models.resnet50()` in eval mode, fed
     ImageNet-normalised input (as jaxviz feeds the Flax network).
-  * Weight table: "<path>.weight" of a conv (O, I, kh, kw) -> "<path'>.kernel"
-    HWIO; a batch norm's "weight/bias/running_mean/running_var" ->
-    "scale/bias/mean/var"; fc's (out, in) -> (in, out); path' is the path with
-    "." before an index turned into "_" (`table.flax_name`). fc reads the 1x1
-    average pool flattened: channels in the same order NCHW and NHWC.
-  * Ignored keys of the published file: batch norm's `num_batches_tracked` (a
-    training counter).
   * `reference_taps` reads every tap with cloning hooks, and the named extras
     (`relu1`, `relu2`, `add`) from the three calls of each block's one `relu`
     module; `storing_hook_reads` is what a hook that keeps its tensor reads.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,40 +18,7 @@ from jaxviz.nets import resnet50_table as table
 from jaxviz_convert import reference_tools as tools
 
 WEIGHTS = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
-IMAGENET_URL = WEIGHTS.url
-IGNORED_KEYS: tuple[str, ...] = (r".*\.num_batches_tracked",)
 imagenet_normalise = tools.imagenet_normalise  # what torchvision's transforms feed it
-
-
-def weight_table() -> list[tuple[str, str, tools.Transform]]:
-  """(torchvision key, flat Flax key, transform) for every parameter, in network order."""
-  rows = []
-
-  def conv_and_norm(conv_path: str, norm_path: str) -> None:
-    rows.append((f"{conv_path}.weight", f"{table.flax_name(conv_path)}.kernel",
-                 tools.conv_to_hwio))
-    rows.extend(tools.batch_norm_rows(norm_path, table.flax_name(norm_path)))
-
-  conv_and_norm("conv1", "bn1")
-  for block in table.blocks():
-    for name, *_ in block.convs():
-      norm = "downsample.1" if name == "downsample.0" else name.replace("conv", "bn")
-      conv_and_norm(f"{block.path}.{name}", f"{block.path}.{norm}")
-  rows.append(("fc.weight", "fc.kernel", tools.linear_to_kernel))
-  rows.append(("fc.bias", "fc.bias", tools.identity))
-  return rows
-
-
-def categories() -> list[str] | None:
-  """The 1000 ImageNet class names torchvision ships with the weights (no download)."""
-  return list(WEIGHTS.meta["categories"])
-
-
-def download_imagenet() -> Path:
-  """torchvision's own download of resnet50-0676ba61.pth (its cache and progress bar);
-  returns the file in torch's hub cache."""
-  return tools.fetch_published(lambda: WEIGHTS.get_state_dict(progress=True), IMAGENET_URL,
-                               "ImageNet resnet50", "torchvision's resnet50 .pth")
 
 
 def reference_model(seed: int = 0) -> torch.nn.Module:
@@ -76,7 +33,7 @@ def reference_model(seed: int = 0) -> torch.nn.Module:
   untested and the residual sums grow block by block; measured ones keep each
   batch norm's output at unit scale, so every kernel, statistic and eps shows.
   The bias's mean of 1 has the ReLUs cut a fifth of the units rather than half,
-  as in `jaxviz_convert.googlenet.reference_model`: with mean 0, float32's own
+  as in `jaxviz_convert.reference_googlenet.reference_model`: with mean 0, float32's own
   error grows along the 53 batch norms to 4.5e-5 of a tap's maximum at layer4
   (torch's float32 forward against its float64, measured: seed 0, 64 px), with
   mean 1 it stays at 4.6e-6, so the float32 comparison can hold jaxviz to 1e-5.

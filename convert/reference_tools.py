@@ -1,71 +1,24 @@
-"""What the torch side of every arch shares: tensor transforms of the weight tables, the
-published file's download through the reference's own loader, and reading taps off a
-torch model with forward hooks.
+"""What the torch references of every arch share: their input, their batch norms'
+statistics, and reading taps off a torch model with forward hooks. Only the tests and
+benchmarks use it (the conversion needs no torch).
 
 Conventions:
-  * A weight table row is (torch key, flat Flax key, transform); the transforms
-    here take torch's layouts to Flax's: conv (O, I, kh, kw) -> HWIO, linear
-    (out, in) -> (in, out), batch norm's leaves renamed (`BN_LEAVES`).
   * Taps are read by hooks that clone what they are given: torchvision's
     in-place ReLUs and adds change a kept tensor after its hook has run
-    (`jaxviz_convert.resnet50.storing_hook_reads` shows what a keeping hook holds).
+    (`jaxviz_convert.reference_resnet50.storing_hook_reads` shows what a keeping hook holds).
   * Activations come back NHWC numpy, a (N, C) output as (N, 1, 1, C).
 """
 
 from __future__ import annotations
 
-import os
-import urllib.error
-from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
 from jaxviz import nets
-from jaxviz.errors import JaxvizError
 
-Transform = Callable[[np.ndarray], np.ndarray]
 Hook = Callable[..., None]
-
-# BatchNorm2d's state dict names -> the Flax leaves (`jaxviz.nets.blocks.BatchNorm`).
-BN_LEAVES = (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"),
-             ("running_var", "var"))
-
-
-def conv_to_hwio(weight: np.ndarray) -> np.ndarray:
-  return weight.transpose(2, 3, 1, 0)
-
-
-def linear_to_kernel(weight: np.ndarray) -> np.ndarray:
-  return weight.T
-
-
-def identity(value: np.ndarray) -> np.ndarray:
-  return value
-
-
-def batch_norm_rows(torch_path: str, flax_path: str) -> list[tuple[str, str, Transform]]:
-  """A BatchNorm2d's four rows: its weight, bias and running statistics."""
-  return [(f"{torch_path}.{torch_leaf}", f"{flax_path}.{flax_leaf}", identity)
-          for torch_leaf, flax_leaf in BN_LEAVES]
-
-
-def fetch_published(fetch: Callable[[], object], url: str, what: str, offline: str) -> Path:
-  """Runs the reference's own loader (`fetch`: it downloads `url` into torch's hub cache
-  with its progress bar, or finds it there) and returns that file.
-
-  Raises:
-    JaxvizError: one line naming `what` and the offline choices when it cannot.
-  """
-  try:
-    fetch()
-  except (urllib.error.URLError, OSError, ConnectionError) as error:
-    reason = getattr(error, "reason", error)
-    raise JaxvizError(f"cannot download the {what} weights ({reason}); offline, pass "
-                      f"--weights PATH ({offline} or a converted .safetensors) or "
-                      "--weights random") from None
-  return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
 def imagenet_normalise(rgb: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,12 @@
-"""Any arch's torch state dict -> jaxviz's `.safetensors`: reading `.pth` files, the strict
-check against the arch's weight table, and the reference's own download.
+"""Any arch's torch state dict -> jaxviz's `.safetensors`: the strict check against the
+arch's weight table, the conversion, and the published weights' download. Needs no
+torch: `.pth` files are read by `jaxviz_convert.pth`.
 
 Conventions:
   * Each arch's weight table pairs every torch key with one flat Flax key and a
     transform: VGG's is `jaxviz_convert.torchvision_vgg`, the canonical
-    networks' are `jaxviz_convert.<arch>` (which also name the keys of the
+    networks' are `jaxviz_convert.<arch>` (which also give the published file's
+    address and also name the keys of the
     published file that are dropped, `IGNORED_KEYS`: batch norm's
     `num_batches_tracked`, GoogLeNet's auxiliary heads).
   * A state dict must match its table exactly, after the ignored keys are
@@ -17,29 +19,24 @@ from __future__ import annotations
 
 import importlib
 import os
-import pickle
 import re
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import torch
 
 from jaxviz import fileio, nets
 from jaxviz import layers as layers_lib
 from jaxviz import weights as weights_lib
 from jaxviz.errors import JaxvizError
 from jaxviz.nets import networks
-from jaxviz_convert import torchvision_vgg
-
-Transform = Callable[[np.ndarray], np.ndarray]
+from jaxviz_convert import pth, rows, torchvision_vgg
 
 
 def _arch_module(arch: str):
   return importlib.import_module(f"jaxviz_convert.{nets.check_arch(arch)}")
 
 
-def weight_table(arch: str) -> list[tuple[str, str, Transform]]:
+def weight_table(arch: str) -> list[rows.Row]:
   """(torch key, flat Flax key, transform) for every parameter of `arch`."""
   if nets.is_vgg(arch):
     return torchvision_vgg.weight_table(arch)
@@ -59,8 +56,8 @@ def categories(arch: str) -> list[str] | None:
 
 
 def download_imagenet(arch: str) -> Path:
-  """The published weights of `arch` through the reference's own loader (torchvision's,
-  or torch.hub's for lucent's inceptionv1); returns the file in torch's cache."""
+  """The published weights of `arch` (torchvision's file, or lucent's for inceptionv1) in
+  torch's hub cache, downloaded there if absent and checked against their name's hash."""
   if nets.is_vgg(arch):
     return torchvision_vgg.download_imagenet(arch)
   return _arch_module(arch).download_imagenet()
@@ -136,31 +133,6 @@ def state_dict_to_flat(state_dict: dict[str, np.ndarray], arch: str,
           for torch_key, flax_key, transform in weight_table(arch)}
 
 
-def read_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """Loads a `.pth` state dict with `weights_only=True` (no pickled code runs)."""
-  path = Path(path)
-  if not path.is_file():
-    raise JaxvizError(f"weights file not found: {path}")
-  try:
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-  except pickle.UnpicklingError as error:
-    if "Unsupported global" not in str(error):
-      raise JaxvizError(f"cannot read weights {path}: not a PyTorch state dict file") from None
-    # weights_only refuses pickled classes: a whole `torch.save(model)`, for one.
-    raise JaxvizError(f"{path} holds pickled Python objects (a whole model?), not a state "
-                      "dict; save model.state_dict() instead") from None
-  except Exception as error:  # torch raises many types for truncated or foreign files
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    raise JaxvizError(f"cannot read weights {path}: {first_line[:200]}") from None
-  if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"],
-                                                                        dict):
-    loaded = loaded["state_dict"]
-  if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor)
-                                             for v in loaded.values()):
-    raise JaxvizError(f"{path} does not hold a state dict (a dict of tensors)")
-  return {key: value.detach().to(torch.float32).numpy() for key, value in loaded.items()}
-
-
 def convert_file(src: str | os.PathLike, dst: str | os.PathLike,
                  arch: str | None = None, source_sha256: str | None = None) -> str:
   """Converts a `.pth` state dict into a jaxviz `.safetensors`; returns the arch.
@@ -169,7 +141,7 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike,
   `source_sha256` is the source's hash if the caller knows it already.
   """
   src = Path(src)
-  state_dict = read_pth(src)
+  state_dict = pth.read_state_dict(src)
   arch = _arch_of(state_dict, arch, str(src))
   flat = state_dict_to_flat(state_dict, arch, str(src))
   weights_lib.save(dst, flat, arch=arch, source=src.name,
@@ -178,32 +150,7 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike,
   return arch
 
 
-# torch.hub's HASH_REGEX: a published file's name carries a prefix of its sha256
-# ("vgg16-397923af.pth"). torch checks it only when it downloads with check_hash, and
-# never for a file already in its cache.
-HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
-
-
-def name_hash(path: str | os.PathLike) -> str | None:
-  """The sha256 prefix a published file's name carries, if any."""
-  match = HASH_IN_NAME.search(os.path.basename(path))
-  return match.group(1) if match else None
-
-
-def check_published(path: str | os.PathLike) -> None:
-  """Refuses a file in torch's cache whose sha256 does not start with the prefix in its
-  name: not the published file (a partial download, or another file put there), which
-  would otherwise be labelled `imagenet`."""
-  prefix = name_hash(path)
-  if prefix and not fileio.sha256_file(path).startswith(prefix):
-    raise JaxvizError(f"{path} is not the published file its name says (its sha256 does not "
-                      f"start with {prefix}); delete it to download it again, or pass it as "
-                      "--weights PATH")
-
-
 def download_and_convert(arch: str, dst: str | os.PathLike) -> None:
-  """Fetches (or finds in torch's cache) the published weights of `arch`, checks them
-  against the hash in their name, and converts them."""
-  path = download_imagenet(arch)
-  check_published(path)
-  convert_file(path, dst, arch)
+  """Fetches (or finds in torch's cache) the published weights of `arch`, checked against
+  the hash in their name, and converts them."""
+  convert_file(download_imagenet(arch), dst, arch)

@@ -1,6 +1,6 @@
 """torchvision VGG state dicts -> jaxviz's Flax parameters: the VGG weight table.
 
-The weight table is explicit: every torchvision key is paired with one flat
+Needs no torch. The weight table is explicit: every torchvision key is paired with one flat
 Flax key and one transform; `jaxviz_convert.torch_weights` checks a state dict
 against it exactly (no missing, unexpected or wrong-shaped keys) before
 anything is written.
@@ -18,18 +18,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torchvision
 
 from jaxviz import layers as layers_lib
-from jaxviz_convert import reference_tools as tools
+from jaxviz_convert import published, rows
 
 # torchvision's classifier indices: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear.
 CLASSIFIER_INDEX = {"fc6": 0, "fc7": 3, "fc8": 6}
 POOL5_SHAPE = (512, 7, 7)  # (C, H, W) of the tensor torchvision flattens before fc6
 
-IMAGENET_WEIGHTS = {
-    "vgg11": "VGG11_Weights", "vgg13": "VGG13_Weights",
-    "vgg16": "VGG16_Weights", "vgg19": "VGG19_Weights",
+# torchvision's `VGG*_Weights.IMAGENET1K_V1.url` (the tests hold them equal).
+IMAGENET_URLS = {
+    "vgg11": "https://download.pytorch.org/models/vgg11-8a719046.pth",
+    "vgg13": "https://download.pytorch.org/models/vgg13-19584684.pth",
+    "vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "vgg19": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
 }
 
 
@@ -40,35 +42,28 @@ def fc6_to_kernel(weight: np.ndarray) -> np.ndarray:
       -1, out_features)
 
 
-def weight_table(arch: str = layers_lib.DEFAULT_ARCH) -> list[tuple[str, str, tools.Transform]]:
+def weight_table(arch: str = layers_lib.DEFAULT_ARCH) -> list[tuple[str, str, rows.Transform]]:
   """(torchvision key, flat Flax key, transform) for every parameter of `arch`."""
   table = []
   for layer in layers_lib.conv_layers(arch):
     table.append((f"features.{layer.index}.weight", f"{layer.name}.kernel",
-                  tools.conv_to_hwio))
-    table.append((f"features.{layer.index}.bias", f"{layer.name}.bias", tools.identity))
+                  rows.conv_to_hwio))
+    table.append((f"features.{layer.index}.bias", f"{layer.name}.bias", rows.identity))
   for name, _, _ in layers_lib.CLASSIFIER:
     index = CLASSIFIER_INDEX[name]
-    transform = fc6_to_kernel if name == "fc6" else tools.linear_to_kernel
+    transform = fc6_to_kernel if name == "fc6" else rows.linear_to_kernel
     table.append((f"classifier.{index}.weight", f"{name}.kernel", transform))
-    table.append((f"classifier.{index}.bias", f"{name}.bias", tools.identity))
+    table.append((f"classifier.{index}.bias", f"{name}.bias", rows.identity))
   return table
 
 
 def imagenet_categories() -> list[str]:
-  """The 1000 ImageNet class names, shipped inside torchvision (no download)."""
-  return list(torchvision.models.VGG16_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def imagenet_weights_enum(arch: str):
-  return getattr(torchvision.models, IMAGENET_WEIGHTS[layers_lib.check_arch(arch)]).IMAGENET1K_V1
+  """The 1000 ImageNet class names torchvision ships with its VGG weights."""
+  return published.imagenet_categories()
 
 
 def download_imagenet(arch: str = layers_lib.DEFAULT_ARCH) -> Path:
-  """torchvision's own download of the ImageNet `.pth` (its cache and progress bar).
-
-  Returns the path in torchvision's cache (`$TORCH_HOME/hub/checkpoints/`).
-  """
-  enum = imagenet_weights_enum(arch)
-  return tools.fetch_published(lambda: enum.get_state_dict(progress=True), enum.url,
-                               f"ImageNet {arch}", "a torchvision .pth")
+  """torchvision's published ImageNet `.pth` of `arch` in torch's hub cache
+  (`$TORCH_HOME/hub/checkpoints/`), downloaded there if absent."""
+  return published.fetch(IMAGENET_URLS[layers_lib.check_arch(arch)], f"ImageNet {arch}",
+                         "a torchvision .pth")

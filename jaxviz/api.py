@@ -135,7 +135,7 @@ def render_layer(layer: str | int, maps: Sequence[int] | str | None = None, *,
                  weights: str | Weights = "imagenet", pre_relu: bool = False, seed: int = 0,
                  schedule=recipes_lib.Schedule(), diversity: int = 1, batch: int | str = "auto",
                  dtype: str = "float32", precision: str = "default", driver: str = "auto",
-                 init=None, arch: str = layers.DEFAULT_ARCH,
+                 init=None, arch: str = layers.DEFAULT_ARCH, objective=None,
                  progress: bool | Callable[[int, int], None] = True) -> np.ndarray:
   """Renders feature maps of a built-in network's layer by activation maximisation
   (SPEC §2).
@@ -143,6 +143,8 @@ def render_layer(layer: str | int, maps: Sequence[int] | str | None = None, *,
   Example:
     images = jaxviz.render("conv5_1", [271, 15], weights="imagenet")
     images = jaxviz.render("mixed4a", [476], arch="inceptionv1", weights="random")
+    from jaxviz import objectives           # other objectives (README: Python)
+    centre = jaxviz.render("conv5_1", [271], objective=objectives.Neuron("conv5_1"))
 
   Args:
     layer: VGG: index (24), name ("conv5_1") or "features.24"; a conv layer is
@@ -160,6 +162,10 @@ def render_layer(layer: str | int, maps: Sequence[int] | str | None = None, *,
     init: optional start photo (path or array) instead of the recipe's init.
     arch: the network "imagenet" and "random" weights are of (`jaxviz.nets.ARCHS`:
       vgg11..vgg19, inceptionv1, googlenet, resnet50); a file records its own.
+    objective: maximise this `jaxviz.objectives` objective instead of the
+      channel's mean; each map index is the `unit` it receives. Names read as
+      everywhere else: on VGG "conv5_1" is read after its ReLU and
+      "conv5_1_pre_relu" is the raw conv output.
     progress: True: a progress bar (terminal or notebook); a callable:
       called with (work done, total work); False: silent.
   Returns:
@@ -172,7 +178,7 @@ def render_layer(layer: str | int, maps: Sequence[int] | str | None = None, *,
   maps = _map_spec(maps)
   options = RenderOptions(seed, schedule, batch, dtype, driver, diversity)
   photo = None if init is None else app.photo_start(init, schedule.size0, dtype)
-  recipe = app.layer_recipe(target, schedule, diversity)
+  recipe = app.layer_recipe(target, schedule, diversity, objective)
   params, loader = app.layer_params(loaded, target, recipe)
   images = _run(recipe, target.model, params, layers.parse_maps(maps, target.layer), options,
                 photo, progress, loader)

@@ -8,6 +8,9 @@ Conventions:
     module's output and torchvision's `ReLU(inplace=True)` then overwrote it
     (its layer 24 is relu5_1's output). `pre_relu=True` reads the raw conv
     output instead. Pool and ReLU layers read their own output either way.
+  * The same holds for a name in an objective (`objectives.Channel("conv3_1")`
+    reads relu3_1's output), in every entry point; `conv3_1_pre_relu` names the
+    raw conv output there (`named_module`).
   * Names follow the usual Caffe/VGG paper scheme: `conv{block}_{i}`,
     `relu{block}_{i}`, `pool{block}`. `features.N` and plain `N` also work.
   * The classifier (fc6, fc7, fc8) is not in this table; see `jaxviz.vgg`.
@@ -133,6 +136,23 @@ def read_layer(layer: Layer, arch: str = DEFAULT_ARCH, pre_relu: bool = False) -
                         f"({layer.name}) is a {layer.kind} layer")
     return layer
   return layer if pre_relu else feature_layers(arch)[layer.index + 1]
+
+
+PRE_RELU_SUFFIX = "_pre_relu"
+
+
+def named_module(name: str, arch: str = DEFAULT_ARCH) -> Layer | None:
+  """The module whose output `name` means in an objective: a conv layer's name is read
+  after its ReLU, as the write-up read it (`read_layer`); `<conv>_pre_relu` is the raw
+  conv output; a ReLU or pool is its own output. None for any other name (the
+  classifier's outputs, which are not in this table)."""
+  by_name = {layer.name: layer for layer in feature_layers(arch)}
+  raw = name.removesuffix(PRE_RELU_SUFFIX)
+  if raw != name:
+    layer = by_name.get(raw)
+    return layer if layer is not None and layer.kind == "conv" else None
+  layer = by_name.get(name)
+  return None if layer is None else read_layer(layer, arch)
 
 
 def _valid_list(layers: tuple[Layer, ...]) -> str:

@@ -263,35 +263,45 @@ def _random_kernel(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   return init(key, shape, jnp.float32)
 
 
-def _layer_named(arch: str, name: str) -> layers_lib.Layer:
-  return {layer.name: layer for layer in layers_lib.feature_layers(arch)}[name]
-
-
 @dataclasses.dataclass(frozen=True)
 class VGGModel:
   """VGG (any depth) as an optimisation-core model: named activations, the
-  single-channel fast path, parameter pruning and layer specs."""
+  single-channel fast path, parameter pruning and layer specs.
+
+  A name means what it means on the command line (`layers_lib.named_module`):
+  "conv3_1" is read after its ReLU, "conv3_1_pre_relu" is the raw conv output;
+  "relu3_1", "pool3", "fc6".."fc8" and "logits" are those modules' outputs."""
 
   arch: str = layers_lib.DEFAULT_ARCH
   precision: str = "default"
   mean: tuple[float, ...] = ops.IMAGENET_MEAN
   std: tuple[float, ...] = ops.IMAGENET_STD
 
+  def _modules_read(self, names) -> dict[str, layers_lib.Layer | None]:
+    """Each name's feature layer (None for a classifier output)."""
+    return {name: layers_lib.named_module(name, self.arch) for name in names}
+
   def _deepest(self, names) -> layers_lib.Layer | None:
     """The deepest feature layer named, or None when a classifier output is named."""
-    table = {layer.name: layer for layer in layers_lib.feature_layers(self.arch)}
-    if any(name not in table for name in names):
+    read = self._modules_read(names).values()
+    if any(layer is None for layer in read):
       return None
-    return max((table[name] for name in names), key=lambda layer: layer.index)
+    return max(read, key=lambda layer: layer.index)
 
   def features(self, params: Params, inputs: jax.Array, names) -> dict[str, jax.Array]:
     deepest = self._deepest(names)
-    return activations(params, inputs, arch=self.arch, precision=self.precision,
-                       stop_at=None if deepest is None else deepest.index)
+    found = activations(params, inputs, arch=self.arch, precision=self.precision,
+                        stop_at=None if deepest is None else deepest.index)
+    # Each name as asked for, read where it means (conv3_1 -> relu3_1's output).
+    return {**found, **{name: found[layer.name]
+                        for name, layer in self._modules_read(names).items() if layer}}
 
   def channel(self, params: Params, inputs: jax.Array, name: str, unit: jax.Array) -> jax.Array:
-    return channel_activation(params, inputs, _layer_named(self.arch, name), unit,
-                              arch=self.arch, precision=self.precision)
+    layer = layers_lib.named_module(name, self.arch)
+    if layer is None:  # a classifier output: no single-channel path
+      return jnp.take(self.features(params, inputs, {name})[name], unit, axis=-1)
+    return channel_activation(params, inputs, layer, unit, arch=self.arch,
+                              precision=self.precision)
 
   def prune(self, params: Params, names) -> Params:
     deepest = self._deepest(names)
@@ -340,6 +350,14 @@ class Target:
   def read(self) -> layers_lib.Layer:
     """The module whose output is read: relu5_1 for conv5_1 unless pre_relu."""
     return nets.read_tap(self.layer, self.arch, self.pre_relu)
+
+  @property
+  def feature_name(self) -> str:
+    """The name objectives read this target by, in `model`'s features: the module read
+    (relu5_1), or conv5_1_pre_relu for a VGG conv's raw output."""
+    if self.pre_relu:
+      return self.layer.name + layers_lib.PRE_RELU_SUFFIX
+    return self.read.name
 
   @property
   def reading(self) -> str:

@@ -25,7 +25,8 @@ import pytest
 import torch
 import torchvision
 
-import jaxviz_convert.googlenet as reference
+import jaxviz_convert.googlenet as converter
+import jaxviz_convert.reference_googlenet as reference
 import jaxviz_convert.torch_weights as torch_weights
 from jaxviz.errors import JaxvizError
 from jaxviz.nets import googlenet as net
@@ -85,7 +86,7 @@ def test_every_tap_matches_torchvision_in_float32(ours32, expected):
 
 def test_every_tap_matches_torchvision_in_float64(torch_model, expected):
   with jax.enable_x64(True):
-    ours = activations(float64_params(torch_model, reference.weight_table()),
+    ours = activations(float64_params(torch_model, converter.weight_table()),
                        jnp.asarray(jax_input(rgb(SIDE))))
     assert ours["fc"].dtype == jnp.float64
     worst = assert_taps_match(ours, expected, FLOAT64_TOLERANCE, TAP_NAMES)
@@ -117,7 +118,7 @@ def test_an_uncloned_bn_hook_reads_the_relu_as_the_note_says(torch_model, expect
 def test_param_table_is_the_flax_modules_and_the_weight_table_covers_torchvision(torch_model):
   assert net.flax_param_shapes() == table.param_shapes()
   state_dict = torch_model.state_dict()
-  rows = reference.weight_table()
+  rows = converter.weight_table()
   torch_keys = [torch_key for torch_key, _, _ in rows]
   assert sorted(torch_keys) == sorted(k for k in state_dict if "num_batches_tracked" not in k)
   flax_keys = [flax_key for _, flax_key, _ in rows]

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-import jaxviz_convert.inceptionv1 as reference
+import jaxviz_convert.inceptionv1 as converter
+import jaxviz_convert.reference_inceptionv1 as reference
 from jaxviz.errors import JaxvizError
 from jaxviz.nets import inceptionv1 as net
 from jaxviz.nets import inceptionv1_table as table
@@ -59,7 +60,7 @@ def params32(lucent_model):
 
 
 def params64(model: torch.nn.Module):
-  return float64_params(model, reference.weight_table())
+  return float64_params(model, converter.weight_table())
 
 
 @pytest.mark.parametrize("side", [64, 224])
@@ -135,7 +136,7 @@ def test_gradient_matches_lucents_relu_in_float64(redirected, lucent_model):
 def test_param_table_is_the_flax_modules_and_the_weight_table_covers_lucent(lucent_model):
   assert net.flax_param_shapes() == table.param_shapes()
   state_dict = lucent_model.state_dict()
-  rows = reference.weight_table()
+  rows = converter.weight_table()
   assert sorted(torch_key for torch_key, _, _ in rows) == sorted(state_dict)  # none ignored
   flax_keys = [flax_key for _, flax_key, _ in rows]
   assert len(flax_keys) == len(set(flax_keys)) and set(flax_keys) == set(table.param_shapes())
@@ -256,4 +257,4 @@ def test_redirected_relu_is_lucents_at_zero_and_below():
 
 def test_the_download_address_is_lucents():
   """Written out so that converting and downloading need no lucent; lucent's is the truth."""
-  assert reference.IMAGENET_URL == reference.lucent_module().model_urls["inceptionv1"]
+  assert converter.IMAGENET_URL == reference.lucent_module().model_urls["inceptionv1"]

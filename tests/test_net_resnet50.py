@@ -2,7 +2,7 @@
 and what a torch hook reads at the taps a Bottleneck changes in place.
 
 torchvision's `resnet50()` runs in float64 as the exact side, fed ImageNet-normalised
-images, its taps read by cloning hooks (`jaxviz_convert.resnet50.reference_taps`);
+images, its taps read by cloning hooks (`jaxviz_convert.reference_resnet50.reference_taps`);
 the Flax network gets the same images NHWC. Every tap, the logits included (182), is
 compared at 64 px (layer4 is 2x2 there) in float32 and in float64, at precision
 "highest" (on a GPU "default" is TF32). Tolerance: max |jax - torch| / max |torch|
@@ -21,7 +21,8 @@ import pytest
 import torch
 import torchvision
 
-import jaxviz_convert.resnet50 as reference
+import jaxviz_convert.resnet50 as converter
+import jaxviz_convert.reference_resnet50 as reference
 import jaxviz_convert.torch_weights as torch_weights
 from jaxviz.errors import JaxvizError
 from jaxviz.nets import resnet50 as net
@@ -79,7 +80,7 @@ def test_every_tap_matches_torchvision_in_float32(ours32, expected):
 
 def test_every_tap_matches_torchvision_in_float64(torch_model, expected):
   with jax.enable_x64(True):
-    ours = activations(float64_params(torch_model, reference.weight_table()),
+    ours = activations(float64_params(torch_model, converter.weight_table()),
                        jnp.asarray(jax_input(rgb(SIDE))))
     assert ours["fc"].dtype == jnp.float64
     worst = assert_taps_match(ours, expected, FLOAT64_TOLERANCE, TAP_NAMES)
@@ -125,7 +126,7 @@ def test_in_place_taps_are_what_their_names_say(expected):
 def test_param_table_is_the_flax_modules_and_the_weight_table_covers_torchvision(torch_model):
   assert net.flax_param_shapes() == table.param_shapes()
   state_dict = torch_model.state_dict()
-  rows = reference.weight_table()
+  rows = converter.weight_table()
   torch_keys = [torch_key for torch_key, _, _ in rows]
   assert sorted(torch_keys) == sorted(k for k in state_dict if "num_batches_tracked" not in k)
   flax_keys = [flax_key for _, flax_key, _ in rows]

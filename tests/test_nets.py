@@ -40,7 +40,7 @@ def converted(tmp_path_factory):
   for arch in nets.CANONICAL_ARCHS:
     if arch == "inceptionv1" and importlib.util.find_spec("lucent") is None:
       continue  # its reference is lucent's module; its tests call lucent_or_skip
-    reference = importlib.import_module(f"jaxviz_convert.{arch}").reference_model(seed=0)
+    reference = importlib.import_module(f"jaxviz_convert.reference_{arch}").reference_model(seed=0)
     pth = save_pth(reference, folder / f"{arch}.pth")
     out = folder / f"{arch}.safetensors"
     result = json.loads(run_cli("convert", pth, "--out", out, "--json").stdout)
@@ -165,38 +165,63 @@ def test_the_python_api_takes_an_arch(converted):
 
 
 @pytest.mark.parametrize("arch", nets.CANONICAL_ARCHS)
-def test_imagenet_goes_through_the_references_own_loader(arch, converted, monkeypatch,
-                                                         empty_jaxviz_cache):
+def test_imagenet_is_the_published_file_in_torchs_hub_cache(arch, converted, monkeypatch,
+                                                           empty_jaxviz_cache):
   """The real download path, served from where torch's hub caches the published file
-  (torchvision's loader for googlenet and resnet50, torch.hub's for lucent's file)."""
-  if arch == "inceptionv1":
-    lucent_or_skip()
+  (where torchvision's loader, or lucent's for inceptionv1, puts it)."""
   import os
-  import torch
 
-  from jaxviz import app, weights as weights_lib
+  import jaxviz_convert.published as published
+  from jaxviz import app, fileio, weights as weights_lib
 
-  reference = importlib.import_module(f"jaxviz_convert.{arch}")
-  checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+  converter = importlib.import_module(f"jaxviz_convert.{arch}")
+  checkpoints = published.hub_dir() / "checkpoints"
   assert str(checkpoints).startswith(str(empty_jaxviz_cache.parent))  # TORCH_HOME isolated
   checkpoints.mkdir(parents=True)
-  (checkpoints / os.path.basename(reference.IMAGENET_URL)).symlink_to(converted[arch][0])
+  (checkpoints / os.path.basename(converter.IMAGENET_URL)).symlink_to(converted[arch][0])
 
   def no_network(*args, **kwargs):
     raise AssertionError("the cached file should have been used")
 
-  monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+  monkeypatch.setattr(published, "_download", no_network)
   # The stand-in is not the published file: its name's hash is made its own (the check
   # itself is tested in test_weights).
-  import jaxviz_convert.torch_weights as torch_weights
-  from jaxviz import fileio
-
-  monkeypatch.setattr(torch_weights, "name_hash", lambda path: fileio.sha256_file(path)[:8])
+  monkeypatch.setattr(published, "name_hash", lambda path: fileio.sha256_file(path)[:8])
   loaded = app.load_weights("imagenet", arch)
   assert loaded.arch == arch and loaded.label == "imagenet" and not loaded.is_random
   assert weights_lib.imagenet_cache_path(arch).is_file()
-  expected = reference.categories()
+  expected = converter.categories()
   assert loaded.categories == (tuple(expected) if expected else None)
+
+
+def test_published_addresses_and_classes_are_the_references(monkeypatch, tmp_path):
+  """The addresses written out in jaxviz_convert are the ones torchvision's weight enums
+  (and lucent, in test_net_inceptionv1) download, the class names the ones torchvision
+  ships, and torch's hub directory is found by torch's own rule."""
+  import torch
+  import torchvision
+
+  import jaxviz_convert.published as published
+  from jaxviz_convert import googlenet, resnet50, torchvision_vgg
+
+  enums = {"googlenet": torchvision.models.GoogLeNet_Weights,
+           "resnet50": torchvision.models.ResNet50_Weights,
+           **{arch: getattr(torchvision.models, f"VGG{arch[3:]}_Weights")
+              for arch in torchvision_vgg.IMAGENET_URLS}}
+  ours = {"googlenet": googlenet.IMAGENET_URL, "resnet50": resnet50.IMAGENET_URL,
+          **torchvision_vgg.IMAGENET_URLS}
+  assert ours == {arch: enum.IMAGENET1K_V1.url for arch, enum in enums.items()}
+  for enum in enums.values():
+    assert published.imagenet_categories() == list(enum.IMAGENET1K_V1.meta["categories"])
+  for env in ({"TORCH_HOME": str(tmp_path / "th")}, {"XDG_CACHE_HOME": str(tmp_path / "x")},
+              {}):
+    for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+      monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+      monkeypatch.setenv(name, value)
+    if not env:
+      monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert published.hub_dir() == Path(torch.hub.get_dir())
 
 
 def test_redirected_relu_is_followed_by_default_and_can_be_switched_off():
@@ -224,10 +249,11 @@ def test_the_torch_side_needs_lucent_only_for_lucents_reference_model(converted,
 
   script = (
       "import sys; sys.modules['lucent'] = None\n"  # `import lucent` now fails
-      "from jaxviz_convert import torch_weights, inceptionv1\n"
+      "from jaxviz_convert import torch_weights, inceptionv1, reference_inceptionv1\n"
       f"print(torch_weights.convert_file({str(converted['resnet50'][0])!r}, "
       f"{str(tmp_path / 'r.safetensors')!r}), inceptionv1.IMAGENET_URL)\n"
-      "try:\n  inceptionv1.reference_model()\nexcept ImportError:\n  print('needs lucent')\n")
+      "try:\n  reference_inceptionv1.reference_model()\nexcept ImportError:\n"
+      "  print('needs lucent')\n")
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300)
   assert result.returncode == 0, result.stderr

@@ -495,7 +495,7 @@ def test_lucid_on_inceptionv1_equals_lucents_render_vis(tmp_path, monkeypatch,
   channel of mixed3a (a concat), float64. Tolerance 1e-10 as for VGG: float64
   rounding (jaxviz normalises as (x - 117/255) * 255 where lucent computes
   x * 255 - 117) grown by Adam over 12 steps."""
-  from jaxviz_convert import inceptionv1 as reference
+  from jaxviz_convert import reference_inceptionv1 as reference
 
   pth = save_pth(reference.reference_model(seed=0), tmp_path / "inception.pth")
   torch_model = reference.reference_model(seed=0)

@@ -14,6 +14,7 @@ import safetensors.numpy
 import torch
 import torchvision
 
+import jaxviz_convert.published as published
 import jaxviz_convert.torch_weights as torch_weights
 import jaxviz_convert.torchvision_vgg as torchvision_vgg
 from jaxviz import app, fileio, vgg
@@ -167,7 +168,7 @@ def test_resolve_reads_pth_safetensors_and_random(vgg16_pth, vgg16_safetensors, 
 def test_imagenet_uses_torchvision_cache_then_jaxviz_cache(vgg16_pth, tmp_path, monkeypatch,
                                                            empty_jaxviz_cache):
   """The real download path, served from where torchvision caches its file."""
-  checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+  checkpoints = published.hub_dir() / "checkpoints"
   assert str(checkpoints).startswith(str(tmp_path))  # TORCH_HOME isolated by conftest
   checkpoints.mkdir(parents=True)
   (checkpoints / "vgg16-397923af.pth").symlink_to(vgg16_pth)
@@ -175,16 +176,16 @@ def test_imagenet_uses_torchvision_cache_then_jaxviz_cache(vgg16_pth, tmp_path, 
   def no_network(*args, **kwargs):
     raise AssertionError("the cached file should have been used")
 
-  monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+  monkeypatch.setattr(published, "_download", no_network)
   # The stand-in is not the published file: its name's hash is made its own (the check
   # itself: test_a_cached_file_that_is_not_the_published_one_is_refused).
-  monkeypatch.setattr(torch_weights, "name_hash", lambda path: fileio.sha256_file(path)[:8])
+  monkeypatch.setattr(published, "name_hash", lambda path: fileio.sha256_file(path)[:8])
   loaded = app.load_weights("imagenet")
   assert loaded.label == "imagenet" and not loaded.is_random
   assert weights_lib.imagenet_cache_path().is_file()
 
   # Second time: the converted file alone, torch not needed.
-  monkeypatch.setattr(app.rendering, "_torch_side", no_network)
+  monkeypatch.setattr(app.rendering, "_converter", no_network)
   again = app.load_weights("imagenet")
   np.testing.assert_array_equal(again.params["conv1_1"]["kernel"],
                                 loaded.params["conv1_1"]["kernel"])
@@ -194,7 +195,7 @@ def test_a_cached_file_that_is_not_the_published_one_is_refused(vgg16_pth, tmp_p
                                                                  empty_jaxviz_cache):
   """torch uses a file in its cache unchecked; jaxviz checks the sha256 prefix in its name
   before calling it `imagenet`."""
-  checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+  checkpoints = published.hub_dir() / "checkpoints"
   checkpoints.mkdir(parents=True)
   (checkpoints / "vgg16-397923af.pth").symlink_to(vgg16_pth)  # the seeded random VGG16
   with pytest.raises(JaxvizError) as error:
@@ -204,18 +205,57 @@ def test_a_cached_file_that_is_not_the_published_one_is_refused(vgg16_pth, tmp_p
   # A file whose name carries its own sha256 prefix passes the same check.
   named = tmp_path / f"vgg16-{fileio.sha256_file(vgg16_pth)[:8]}.pth"
   named.symlink_to(vgg16_pth)
-  torch_weights.check_published(named)
-  assert torch_weights.name_hash("weights.pth") is None  # no hash, nothing to check
+  published.check_published(named)
+  assert published.name_hash("weights.pth") is None  # no hash, nothing to check
 
 
 def test_imagenet_offline_names_the_alternatives(monkeypatch, empty_jaxviz_cache):
   def offline(*args, **kwargs):
     raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-  monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+  monkeypatch.setattr(published.urllib.request, "urlopen", offline)
   with pytest.raises(JaxvizError) as error:
     app.load_weights("imagenet")
   message = str(error.value)
   assert_names_all(message, "cannot download", "--weights PATH", "--weights random")
   assert "\n" not in message
+  assert not weights_lib.imagenet_cache_path().exists()
+  assert list((published.hub_dir() / "checkpoints").iterdir()) == []  # no partial file
+
+
+def _serve(source: Path, where: Path, monkeypatch, arch: str = "vgg16",
+           name: str | None = None) -> str:
+  """Publishes `source` at a file:// address (urllib fetches those as it does https) named
+  as torchvision names its files, with the sha256 prefix of `source` unless `name`."""
+  served = where / "served" / (name or f"{arch}-{fileio.sha256_file(source)[:8]}.pth")
+  served.parent.mkdir()
+  served.symlink_to(source)
+  monkeypatch.setitem(torchvision_vgg.IMAGENET_URLS, arch, served.as_uri())
+  return served.name
+
+
+def test_imagenet_is_downloaded_into_torchs_cache_checked_and_converted(
+    vgg16_pth, vgg16_weights, tmp_path, monkeypatch, empty_jaxviz_cache, capfd):
+  """The download itself, from a served copy: the file lands where torch's hub keeps it
+  (so torchvision would find it too), with a progress bar, and is converted once."""
+  name = _serve(vgg16_pth, tmp_path, monkeypatch)
+  loaded = app.load_weights("imagenet")
+  assert loaded.label == "imagenet"
+  np.testing.assert_array_equal(loaded.params["fc6"]["kernel"], vgg16_weights.params["fc6"]["kernel"])
+  kept = published.hub_dir() / "checkpoints" / name
+  assert not kept.is_symlink() and fileio.sha256_file(kept) == fileio.sha256_file(vgg16_pth)
+  assert kept.parent == Path(torch.hub.get_dir()) / "checkpoints"
+  assert f"downloading ImageNet vgg16 ({name})" in capfd.readouterr().err
+
+
+def test_a_download_that_is_not_the_published_file_is_not_kept(vgg16_pth, tmp_path, monkeypatch,
+                                                                empty_jaxviz_cache):
+  """A download whose sha256 does not start with its name's prefix is refused in one line
+  and leaves nothing behind: neither in torch's cache nor a partial file."""
+  _serve(vgg16_pth, tmp_path, monkeypatch, name="vgg16-00000000.pth")
+  with pytest.raises(JaxvizError) as error:
+    app.load_weights("imagenet")
+  assert_names_all(str(error.value), "vgg16-00000000.pth", "not the published file",
+                   "nothing was kept")
+  assert list((published.hub_dir() / "checkpoints").iterdir()) == []
   assert not weights_lib.imagenet_cache_path().exists()

@@ -73,6 +73,18 @@ def weights_title(loaded: weights_lib.Weights) -> str:
   return f"weights: {loaded.label}" + (" (RANDOM, untrained)" if loaded.is_random else "")
 
 
+def compare_title(loaded: weights_lib.Weights, target: vgg.Target) -> str:
+  """The compare figure's title (the command's and `jaxviz.show`'s)."""
+  return f"{target.describe()}, {weights_title(loaded)}"
+
+
+def probe_footnote(loaded: weights_lib.Weights, recipe_name: str | None) -> str:
+  """The probe figure's footnote: the weights, and the recipe of its renders if it has
+  any (the command's and `jaxviz.show`'s)."""
+  return weights_title(loaded) + ("" if recipe_name is None else
+                                   f"; renders: recipe {recipe_name}")
+
+
 def _photo_name(image) -> str:
   """How outputs name a photo given as a path or as an array."""
   return fileio.display(image) if isinstance(image, (str, os.PathLike)) else "array"
@@ -96,10 +108,8 @@ class ConvertOutcome:
 def convert(src, out, arch: str | None = None) -> ConvertOutcome:
   """A torchvision `.pth` state dict as a jaxviz `.safetensors`, strictly checked,
   written atomically and byte-deterministically."""
-  try:
-    import jaxviz_convert.torch_weights as torch_weights  # torch, on demand
-  except ImportError as error:
-    raise JaxvizError(f"jaxviz convert needs torch and torchvision: {error}") from None
+  import jaxviz_convert.torch_weights as torch_weights  # the weight tables, on demand
+
   arch = torch_weights.convert_file(src, out, arch)
   return ConvertOutcome(Path(out), arch, len(networks.param_shapes(arch)))
 
@@ -277,8 +287,7 @@ def probe_figure(outcome: ProbeOutcome, out, options: RenderOptions = RenderOpti
     rendered = rendering.render_to_dir(loaded, target, top_maps, renders, options,
                                        events=events)
     images = store.load_renders(renders, top_maps, rendered.record["identity_hash"])
-  footnote = weights_title(loaded) + ("" if not with_renders else f"; renders: recipe "
-                                                                   f"{recipe_name}")
+  footnote = probe_footnote(loaded, recipe_name if with_renders else None)
   title = f"Top {len(top_maps)} Feature Maps from {target.describe()}"
   figures.probe_figure(result.photo, result.means, top_maps, target.describe(), images, out,
                        footnote=footnote, asked=result.asked,
@@ -453,7 +462,7 @@ def compare(layer, maps, recipes: Sequence[str] | str = ("seed", "lucid", "maco"
   if out is not None:
     from jaxviz import figures
 
-    title = f"{target.describe()}, {weights_title(loaded)}"
+    title = compare_title(loaded, target)
     figures.compare_figure(images, objectives, map_list, out, title,
                            text=fileio.png_text(title, {**target.provenance(), "maps": map_list,
                                                         "recipes": names,

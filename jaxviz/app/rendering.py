@@ -29,12 +29,10 @@ from jaxviz.settings import DIVERSITY_WEIGHT, RenderOptions, prng_key
 
 # Weights: `--weights imagenet|random[:SEED]|PATH`.
 
-def _torch_side():
-  try:
-    import jaxviz_convert.torch_weights as torch_weights  # imported on demand
-  except ImportError as error:
-    raise JaxvizError(f"reading torch weights needs torch and torchvision ({error}); "
-                      "install them, or pass a converted .safetensors file") from None
+def _converter():
+  """`jaxviz_convert.torch_weights` (no torch), imported only when a file is converted."""
+  import jaxviz_convert.torch_weights as torch_weights
+
   return torch_weights
 
 
@@ -49,14 +47,14 @@ def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH,
   """A `--weights` value as Weights (their tensors are read when needed).
 
   * `imagenet` (default): the converted file in the user cache
-    (`<cache>/<arch>-imagenet.safetensors`). If it is absent, torchvision
-    downloads its own `.pth` (its cache, its progress bar) and the torch side
-    converts it once.
+    (`<cache>/<arch>-imagenet.safetensors`). If it is absent, the published
+    `.pth` is taken from torch's hub cache or downloaded there (with a progress
+    bar), checked against the hash in its name, and converted once.
   * `random` or `random:SEED`: torchvision's initialisation from a seeded key;
     every output that uses it says so.
   * a path: a `.safetensors` written by the converter, or a torchvision `.pth`
     state dict, converted once into the user cache (`<cache>/converted/<its
-    sha256>.safetensors`); later commands read the converted file, without torch.
+    sha256>.safetensors`); later commands read the converted file.
 
   `say(line)`, if given, is told when a file is converted.
   """
@@ -70,7 +68,7 @@ def load_weights(spec: str = "imagenet", arch: str = layers_lib.DEFAULT_ARCH,
   if spec == "imagenet":
     cached = weights_lib.imagenet_cache_path(arch)
     if not cached.is_file():
-      _torch_side().download_and_convert(arch, cached)
+      _converter().download_and_convert(arch, cached)
     return weights_lib.load_safetensors(cached, label="imagenet")
   path = Path(spec).expanduser()
   if path.suffix in (".pth", ".pt"):
@@ -92,7 +90,7 @@ def _converted_pth(path: Path, say=None) -> weights_lib.Weights:
     if say:
       say(f"converting {fileio.display(path)} once; later commands read "
           f"{fileio.display(cached)}")
-    _torch_side().convert_file(path, cached, source_sha256=digest)
+    _converter().convert_file(path, cached, source_sha256=digest)
   return weights_lib.load_safetensors(cached, label=fileio.display(path), sha256=digest)
 
 
@@ -111,16 +109,22 @@ def photo_start(path_or_image, size0: int, dtype: str = "float32") -> np.ndarray
     return np.asarray(ops.resize_bicubic(jax.numpy.asarray(photo), size0, size0))
 
 
-def layer_recipe(target: vgg.Target, schedule=recipes.Schedule(),
-                 diversity: int = 1) -> recipes.Recipe:
+def layer_recipe(target: vgg.Target, schedule=recipes.Schedule(), diversity: int = 1,
+                 objective: objectives.Objective | None = None) -> recipes.Recipe:
   """The recipe for the maps of `target`: `schedule` is the write-up's `Schedule` (SPEC
   §2), `Lucid` or `MacoRecipe`, checked against the layer. The objective is the
-  channel's mean (read as SPEC §1 says); with `diversity` K > 1, K images per map
-  are rendered together and `DIVERSITY_WEIGHT` times lucid's diversity is added."""
+  channel's mean (read as SPEC §1 says) unless `objective` is given (any objective,
+  its names read as `target.model` reads them, its `unit` the map); with `diversity`
+  K > 1, K images per map are rendered together and `DIVERSITY_WEIGHT` times lucid's
+  diversity is added."""
   schedule.check(target.layer.min_input_side, target.describe())
-  objective = objectives.Channel(target.read.name)
+  if objective is None:
+    objective = objectives.Channel(target.feature_name)
+  elif not isinstance(objective, objectives.Objective):
+    raise JaxvizError(f"objective: expected a jaxviz.objectives objective (Channel, Neuron, "
+                      f"Direction, or a sum of them), got {type(objective).__name__}")
   if diversity > 1:
-    objective = objective + DIVERSITY_WEIGHT * objectives.Diversity(target.read.name)
+    objective = objective + DIVERSITY_WEIGHT * objectives.Diversity(target.feature_name)
   recipe = schedule.recipe(objective, group=diversity)
   if recipe.param.space == "input" and nets.normalisation(target.arch) != (
       nets.IMAGENET_MEAN, nets.IMAGENET_STD):
