@@ -5,6 +5,7 @@
   result = jaxviz.probe_photo("house.jpg", 24, maps=[271])   # the hypothesis test
   scores = jaxviz.top_images("photos/", 24)                  # dataset examples
   images = jaxviz.render(my_flax_module, params, jaxviz.objectives.Channel("conv2"), [0, 1])
+  jaxviz.show(images, maps=[0, 1])                           # drawn as the CLI draws it
 
 Every name is imported on first use, so that `import jaxviz` (and each CPU
 worker process's start) stays light.
@@ -26,6 +27,7 @@ _LAZY = {
     "resolve_layer": "jaxviz.layers", "Target": "jaxviz.vgg", "resolve_target": "jaxviz.vgg",
     "VGGModel": "jaxviz.vgg", "NetModel": "jaxviz.nets.networks", "Schedule": "jaxviz.optvis.recipes",
     "Recipe": "jaxviz.optvis.recipes",
+    "figure": "jaxviz.plotting", "show": "jaxviz.plotting", "save": "jaxviz.plotting",
 }
 _SUBMODULES = {"objectives": "jaxviz.optvis.objectives", "params": "jaxviz.optvis.params",
                "transforms": "jaxviz.optvis.transforms", "models": "jaxviz.optvis.models",

@@ -2,6 +2,8 @@
 
 No pyplot: a `Figure` with an Agg canvas holds no global state, so figures can
 be drawn from library code and threads without touching the user's backend.
+Each figure is returned, and saved as a PNG where a `path` is given (None: not
+saved, for `jaxviz.show`).
 """
 
 from __future__ import annotations
@@ -58,10 +60,10 @@ def draw_image_grid(figure: Figure, images: Sequence[np.ndarray], titles: Sequen
     axes.set_yticks([])
 
 
-def titled_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike,
-                columns: int, suptitle: str | None = None,
+def titled_grid(images: Sequence[np.ndarray], titles: Sequence[str],
+                path: str | os.PathLike | None, columns: int, suptitle: str | None = None,
                 text: dict[str, str] | None = None) -> Figure:
-  """Images in rows of `columns`, each titled, optionally under a suptitle; saved as PNG.
+  """Images in rows of `columns`, each titled, optionally under a suptitle.
 
   The figure is at least wide enough for the suptitle in one line (a one-map grid
   would otherwise cut it at both sides)."""
@@ -71,12 +73,14 @@ def titled_grid(images: Sequence[np.ndarray], titles: Sequence[str], path: str |
   draw_image_grid(figure, images, titles, columns)
   if suptitle:
     figure.suptitle(suptitle, fontsize=10)
-  save_figure(figure, path, text=text)
+  if path is not None:
+    save_figure(figure, path, text=text)
   return figure
 
 
-def render_grid(images: Sequence[np.ndarray], maps: Sequence[int], path: str | os.PathLike,
-                suptitle: str | None = None, text: dict[str, str] | None = None) -> Figure:
+def render_grid(images: Sequence[np.ndarray], maps: Sequence[int],
+                path: str | os.PathLike | None, suptitle: str | None = None,
+                text: dict[str, str] | None = None) -> Figure:
   """The write-up's render figure: one panel per map titled "fmap N", in the given order."""
   return titled_grid(images, [f"fmap {m}" for m in maps], path, grid_columns(len(images)),
                      suptitle, text)
@@ -84,7 +88,7 @@ def render_grid(images: Sequence[np.ndarray], maps: Sequence[int], path: str | o
 
 def probe_figure(photo: np.ndarray, means: np.ndarray, top_maps: Sequence[int],
                  layer_title: str, renders: dict[int, np.ndarray] | None,
-                 path: str | os.PathLike, footnote: str | None = None,
+                 path: str | os.PathLike | None, footnote: str | None = None,
                  asked: dict[int, tuple[int, float]] | None = None,
                  text: dict[str, str] | None = None) -> Figure:
   """The write-up's hypothesis-test figure (`seed_probe_figure_house.png`).
@@ -128,13 +132,14 @@ def probe_figure(photo: np.ndarray, means: np.ndarray, top_maps: Sequence[int],
                     columns, subplot_spec=grid[1:, :])
   if footnote:
     figure.supxlabel(footnote, fontsize=8)
-  save_figure(figure, path, text=text)
+  if path is not None:
+    save_figure(figure, path, text=text)
   return figure
 
 
 def compare_figure(images: dict[str, dict[int, np.ndarray]],
                    objectives: dict[str, dict[int, float]], maps: Sequence[int],
-                   path: str | os.PathLike, suptitle: str,
+                   path: str | os.PathLike | None, suptitle: str,
                    text: dict[str, str] | None = None) -> Figure:
   """One row per map, one column per recipe, each panel titled with the recipe, the map
   and its final objective (`jaxviz compare`)."""
@@ -148,5 +153,6 @@ def compare_figure(images: dict[str, dict[int, np.ndarray]],
   figure = new_figure(grid_width(columns, suptitle), CELL_INCHES * rows + 0.5)
   draw_image_grid(figure, panels, titles, columns)
   figure.suptitle(suptitle, fontsize=10)
-  save_figure(figure, path, text=text)
+  if path is not None:
+    save_figure(figure, path, text=text)
   return figure

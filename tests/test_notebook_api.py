@@ -17,7 +17,8 @@ TINY = jaxviz.Schedule(size0=16, scales=1, steps=2)
 
 def test_dir_lists_the_public_api():
   names = dir(jaxviz)
-  for name in ("render", "probe_photo", "load_weights", "NetModel", "objectives", "Schedule"):
+  for name in ("render", "probe_photo", "load_weights", "NetModel", "objectives", "Schedule",
+               "figure", "show", "save"):
     assert name in names
   assert "importlib" not in names
 
