@@ -18,6 +18,7 @@ Conventions:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import tempfile
@@ -87,8 +88,9 @@ def fetch(url: str, what: str, offline: str) -> Path:
       raise JaxvizError(f"the download of {url} is not the published file (its sha256 does "
                         f"not start with {prefix}); nothing was kept")
     os.replace(partial, path)
-  except (urllib.error.URLError, OSError, ConnectionError) as error:
-    reason = getattr(error, "reason", None) or error.strerror or error
+  except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+    # A connection cut mid-file is an IncompleteRead, not an OSError.
+    reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
     raise JaxvizError(f"cannot download the {what} weights ({reason}); offline, pass "
                       f"--weights PATH ({offline} or a converted .safetensors) or "
                       "--weights random") from None

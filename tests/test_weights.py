@@ -259,3 +259,29 @@ def test_a_download_that_is_not_the_published_file_is_not_kept(vgg16_pth, tmp_pa
                    "nothing was kept")
   assert list((published.hub_dir() / "checkpoints").iterdir()) == []
   assert not weights_lib.imagenet_cache_path().exists()
+
+
+def test_a_download_cut_off_midway_leaves_nothing(monkeypatch, empty_jaxviz_cache):
+  """A connection lost mid-file (http.client's IncompleteRead, not an OSError) is the same
+  one-line error as being offline, and no partial file is left in torch's cache."""
+  import http.client
+  import io
+
+  class CutOff(io.BytesIO):
+    headers = {"Content-Length": "3000000"}
+
+    def read(self, size=-1):
+      if self.tell():
+        raise http.client.IncompleteRead(b"", 2000000)
+      return super().read(size)
+
+    def __exit__(self, *exc):
+      return False
+
+  monkeypatch.setattr(published.urllib.request, "urlopen",
+                      lambda url, timeout: CutOff(b"x" * 1000000))
+  with pytest.raises(JaxvizError) as error:
+    app.load_weights("imagenet")
+  assert_names_all(str(error.value), "cannot download the ImageNet vgg16 weights",
+                   "--weights random")
+  assert list((published.hub_dir() / "checkpoints").iterdir()) == []
