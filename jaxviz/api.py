@@ -13,6 +13,8 @@ a callable is called with (work done, total work), False shows nothing.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Callable, Sequence
@@ -36,6 +38,18 @@ class RandomWeightsWarning(UserWarning):
   ranks with random weights, as the CLI says on every run."""
 
 
+def _warn_random(label: str) -> None:
+  """Warns from the caller's own line: the first frame outside the jaxviz package, so
+  that Python's once-per-place rule is once per line of the user's code (a fixed
+  stacklevel would name a line of this module, the same for every call)."""
+  package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+  frame, level = sys._getframe(1), 2  # stacklevel 2 is that frame
+  while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+    frame, level = frame.f_back, level + 1
+  warnings.warn(f"{label}: RANDOM weights, not a trained network: the results show an "
+                "untrained network", RandomWeightsWarning, stacklevel=level)
+
+
 def _weights(weights: str | Weights, arch: str) -> Weights:
   if not isinstance(weights, (str, Weights)):
     raise JaxvizError(f"weights: expected 'imagenet', 'random[:SEED]', a file path or "
@@ -48,8 +62,7 @@ def _weights(weights: str | Weights, arch: str) -> Weights:
 def _warn_if_random(loaded: Weights) -> None:
   if loaded.is_random:
     # Python shows a warning once per place it is raised from: once per process here.
-    warnings.warn(f"{loaded.label}: RANDOM weights, not a trained network: the results "
-                  "show an untrained network", RandomWeightsWarning, stacklevel=2)
+    _warn_random(loaded.label)
 
 
 def _address(layer, maps):
@@ -81,8 +94,7 @@ def _model(weights: str | Weights, arch: str, precision: str) -> ModelSettings:
   if isinstance(weights, Weights):
     _warn_if_random(weights)
   elif isinstance(weights, str) and app.is_random_spec(weights):
-    warnings.warn(f"weights {weights!r}: RANDOM weights, not a trained network: the results "
-                  "show an untrained network", RandomWeightsWarning, stacklevel=2)
+    _warn_random(f"weights {weights!r}")
   return ModelSettings(weights, arch, precision).check()
 
 

@@ -69,3 +69,21 @@ def test_reprs_summarise_arrays(tmp_path):
   assert "<array (224, 224, 3) float" in text and "<array (128,) float" in text
   assert len(text) < 1500, text
   assert len(repr(jaxviz.load_weights("random:2"))) < 400
+
+
+def test_the_random_weights_warning_names_the_callers_own_line():
+  """The warning points at the user's line (Python shows it once per such place), not at
+  a line inside jaxviz, whichever API function and path raised it."""
+  import warnings
+
+  weights = jaxviz.load_weights("random:2")
+  photo = np.random.default_rng(0).uniform(size=(40, 40, 3))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    jaxviz.render("conv2_1", [3], weights=weights, schedule=TINY, progress=False)
+    jaxviz.probe_photo(photo, "conv2_1", maps=[3], weights="random:2")
+    jaxviz.render(jaxviz.VGGModel(), weights, jaxviz.objectives.Channel("relu2_1"), [3],
+                  schedule=TINY, progress=False)
+  places = [(w.filename, w.lineno) for w in caught if w.category is RandomWeightsWarning]
+  assert len(places) == 3 and {name for name, _ in places} == {__file__}, places
+  assert len({line for _, line in places}) == 3
