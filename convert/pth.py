@@ -17,8 +17,9 @@ Conventions:
     anything but a dict of tensors; quantized, sparse, complex32 and conjugate or
     negative-bit tensors; storage keys that are not plain record names; views
     reaching outside their storage; records whose size differs from what the
-    pickle claims; compressed zip records; truncated files; old tar checkpoints
-    (torch < 0.4).
+    pickle claims; storages adding up to more than the file; compressed or
+    encrypted zip records; memo indices no pickler writes; truncated files; old tar
+    checkpoints (torch < 0.4).
   * Nothing from the file is executed: the unpickler's `find_class` maps each
     allowed global to a function of this module that builds only markers, and the
     arrays are made from the records' bytes once the pickle is fully read and checked.
@@ -36,6 +37,7 @@ import io
 import math
 import os
 import pickle
+import pickletools
 import re
 import struct
 import zipfile
@@ -311,6 +313,7 @@ class _Storages:
     self.file_size = file_size
     self.legacy = legacy
     self.by_key: dict[str, _Storage] = {}
+    self.total_bytes = 0
 
   def from_pid(self, pid) -> _Storage:
     if type(pid) is not tuple or not pid:
@@ -337,7 +340,15 @@ class _Storages:
       raise _Bad(f"storage {key} claims {nbytes} bytes, more than the file holds")
     storage = _Storage(key, storage_type.dtype, nbytes)
     known = self.by_key.setdefault(key, storage)
-    if (known.dtype, known.nbytes) != (storage.dtype, storage.nbytes):
+    if known is storage:
+      # Each storage is its own run of bytes in a file torch wrote, so together they
+      # fit in it; zip records whose data overlap (one record holding the next) could
+      # otherwise make a small file unpack to many times its size.
+      self.total_bytes += nbytes
+      if self.total_bytes > self.file_size:
+        raise _Bad(f"its storages claim {self.total_bytes} bytes, more than the file "
+                   "holds")
+    elif (known.dtype, known.nbytes) != (storage.dtype, storage.nbytes):
       raise _Bad(f"storage {key} is named with two different types or sizes")
     return known
 
@@ -360,8 +371,23 @@ class _Unpickler(pickle.Unpickler):
     return self.storages.from_pid(pid)
 
 
+def _check_memo(file: BinaryIO) -> None:
+  """Refuses memo indices no pickler writes, then rewinds `file` to where it was.
+
+  The C unpickler grows its memo to twice the largest index a PUT names and clears
+  every slot: one opcode of 5 bytes can ask for gigabytes. A pickler numbers its memo
+  entries 0, 1, 2, ... as it writes them, so no index exceeds the opcodes before it.
+  """
+  start = file.tell()
+  for count, (opcode, arg, _) in enumerate(pickletools.genops(file)):
+    if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and not 0 <= int(arg) <= count:
+      raise _Bad(f"a memo index ({arg}) no pickler writes")
+  file.seek(start)
+
+
 def _load_pickle(file: BinaryIO, storages: _Storages | None, what: str):
   try:
+    _check_memo(file)
     return _Unpickler(file, storages).load()
   except (_Refused, _Bad):
     raise
@@ -369,7 +395,8 @@ def _load_pickle(file: BinaryIO, storages: _Storages | None, what: str):
     raise _Bad(f"truncated in {what}") from None
   except Exception as error:  # a hostile pickle can raise almost anything
     reason = (str(error).splitlines() or [""])[0][:100]
-    if "truncated" in reason or "ran out of input" in reason.lower():
+    if any(sign in reason.lower() for sign in ("truncated", "ran out of input",
+                                                 "exhausted", "remain")):
       raise _Bad(f"truncated in {what}") from None
     raise _Bad(f"corrupt {what} ({type(error).__name__}: {reason})") from None
 
@@ -417,6 +444,11 @@ def _arrays(tensors: dict[str, _Tensor], storage_bytes: dict[str, bytes],
   storages = {}
   for key, data in storage_bytes.items():
     storages[key] = np.frombuffer(data, np.uint8)
+  for tensor in tensors.values():
+    # `_tensor` checked each view against the storage's claimed size; as_strided
+    # trusts it, so the bytes must really be that long.
+    if storages[tensor.storage.key].size != tensor.storage.nbytes:
+      raise _Bad(f"storage {tensor.storage.key} is not the size the pickle claims")
   swapped: set[str] = set()
   out = {}
   for name, tensor in tensors.items():
@@ -433,6 +465,8 @@ def _record(archive: zipfile.ZipFile, name: str, size: int | None = None) -> byt
     info = archive.getinfo(name)
   except KeyError:
     raise _Bad(f"the archive has no record {name}") from None
+  if info.flag_bits & 0x1:
+    raise _Bad(f"record {name} is encrypted, which torch.save never does")
   if info.compress_type != zipfile.ZIP_STORED:
     # torch stores every record; a compressed one could unpack to any size.
     raise _Bad(f"record {name} is compressed, which torch.save never does")
@@ -440,10 +474,17 @@ def _record(archive: zipfile.ZipFile, name: str, size: int | None = None) -> byt
     raise _Bad(f"record {name} holds {info.file_size} bytes, not the {size} its "
                "tensors need")
   try:
-    return archive.read(info)
+    data = archive.read(info)
   except (zipfile.BadZipFile, EOFError, ValueError, struct.error) as error:
     reason = (str(error).splitlines() or [""])[0][:100]
     raise _Bad(f"corrupt record {name} ({reason})") from None
+  # zipfile reads a stored record's compressed size, which a crafted header can set
+  # below the size it declares (and the CRC can be made to match): the arrays are
+  # views of these bytes, so a short record would read whatever lies past them.
+  if len(data) != info.file_size:
+    raise _Bad(f"record {name} holds {len(data)} bytes, not the {info.file_size} "
+               "its header declares")
+  return data
 
 
 def _archive_prefix(archive: zipfile.ZipFile) -> str:

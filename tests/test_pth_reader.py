@@ -367,10 +367,11 @@ def test_storage_key_with_a_path_is_refused(tmp_path, fmt):
 
 class FakeTensor:
   """A tensor as torch pickles it, with any offset, size and stride, on a float32
-  storage of `numel` elements under key "0"."""
+  storage of `numel` elements under `key`."""
 
-  def __init__(self, numel, offset, size, stride):
+  def __init__(self, numel, offset, size, stride, key="0"):
     self.numel, self.offset, self.size, self.stride = numel, offset, size, stride
+    self.key = key
 
 
 class TorchLikePickler(pickle.Pickler):
@@ -378,12 +379,13 @@ class TorchLikePickler(pickle.Pickler):
 
   def persistent_id(self, obj):
     if isinstance(obj, tuple) and obj[:1] == ("fake storage",):
-      return ("storage", torch.FloatStorage, "0", "cpu", obj[1])
+      return ("storage", torch.FloatStorage, obj[2], "cpu", obj[1])
     return None
 
   def reducer_override(self, obj):
     if isinstance(obj, FakeTensor):
-      return torch._utils._rebuild_tensor_v2, (("fake storage", obj.numel), obj.offset,
+      return torch._utils._rebuild_tensor_v2, (("fake storage", obj.numel, obj.key),
+                                               obj.offset,
                                                obj.size, obj.stride, False,
                                                collections.OrderedDict())
     return NotImplemented
@@ -413,6 +415,76 @@ def test_views_outside_their_storage_or_oversized_are_refused(tmp_path, tensor, 
     assert pth.read_state_dict(path)["w"].tolist() == [0, 1, 2, 3]
   else:
     assert error_of(path).startswith(f"cannot read weights {path}: {reason}")
+
+
+def fake_pickle(tensors: dict) -> bytes:
+  file = io.BytesIO()
+  TorchLikePickler(file, protocol=2).dump(tensors)
+  return file.getvalue()
+
+
+def test_storages_adding_up_to_more_than_the_file_are_refused(tmp_path):
+  """Two storages that each fit in the file but together do not (as zip records whose
+  data overlap would make them) are refused before any record is read."""
+  numel = 100
+  path = write_zip(tmp_path / "overlap.pth", fake_pickle({
+      "a": FakeTensor(numel, 0, (1,), (1,), key="0"),
+      "b": FakeTensor(numel, 0, (1,), (1,), key="1")}))
+  assert 4 * numel <= path.stat().st_size < 8 * numel  # the case this test is about
+  assert error_of(path) == (f"cannot read weights {path}: its storages claim "
+                            f"{8 * numel} bytes, more than the file holds")
+
+
+def test_record_shorter_than_its_header_declares_is_refused(tmp_path):
+  """A stored record whose compressed size (what zipfile reads) is 4 bytes short of
+  the size it declares, with the CRC of the short data: zipfile returns 28 bytes
+  without complaint, and a reader trusting the declared 32 would copy 4 bytes from
+  past the buffer into the weights."""
+  good = save({"w": torch.arange(8, dtype=torch.float32)}, tmp_path / "good.pth", "zip")
+  data = bytearray(good.read_bytes())
+  record = b"good/data/0"
+  payload = np.arange(8, dtype=np.float32).tobytes()
+  crc = zipfile.crc32(payload[:28])
+  with zipfile.ZipFile(good) as archive:
+    local = archive.getinfo("good/data/0").header_offset
+  central = data.find(b"PK\x01\x02")
+  while not data[central + 46:].startswith(record):
+    central = data.find(b"PK\x01\x02", central + 1)
+    assert central != -1, "the test's archive has no central entry for the record"
+  struct.pack_into("<III", data, local + 14, crc, 28, 32)
+  struct.pack_into("<III", data, central + 16, crc, 28, 32)
+  path = tmp_path / "short.pth"
+  path.write_bytes(bytes(data))
+  with zipfile.ZipFile(path) as archive:  # the premise: zipfile reads it short, silently
+    assert len(archive.read("good/data/0")) == 28
+  assert error_of(path) == (f"cannot read weights {path}: record good/data/0 holds 28 "
+                            "bytes, not the 32 its header declares")
+
+
+def test_encrypted_record_is_refused(tmp_path):
+  """A record flagged as encrypted (which zipfile would ask a password for)."""
+  good = save({"w": torch.arange(4, dtype=torch.float32)}, tmp_path / "good.pth", "zip")
+  data = bytearray(good.read_bytes())
+  at = data.find(b"PK\x01\x02")
+  while not data[at + 46:].startswith(b"good/data/0"):
+    at = data.find(b"PK\x01\x02", at + 1)
+    assert at != -1, "the test's archive has no central entry for the record"
+  data[at + 8] |= 0x1  # the central directory's general purpose flags
+  path = tmp_path / "encrypted.pth"
+  path.write_bytes(bytes(data))
+  assert error_of(path) == (f"cannot read weights {path}: record good/data/0 is "
+                            "encrypted, which torch.save never does")
+
+
+@pytest.mark.parametrize("where", ["zip", "legacy"])
+def test_memo_index_no_pickler_writes_is_refused(tmp_path, where):
+  """LONG_BINPUT 2**31-1 on the first object: the C unpickler would grow its memo to
+  2**32 slots (32 GB) for this one 5-byte opcode; refused before unpickling."""
+  bomb = b"\x80\x02}r\xff\xff\xff\x7f."
+  assert pickle.loads(b"\x80\x02}r\x00\x00\x00\x00.") == {}  # the same pickle, index 0
+  path = (write_zip(tmp_path / "memo.pth", bomb) if where == "zip"
+          else write_legacy(tmp_path / "memo.pth", bomb))
+  assert error_of(path).endswith(f"a memo index ({2**31 - 1}) no pickler writes")
 
 
 def test_text_file_is_refused(tmp_path):
