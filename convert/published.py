@@ -78,9 +78,12 @@ def fetch(url: str, what: str, offline: str) -> Path:
   if path.is_file():
     check_published(path)
     return path
-  path.parent.mkdir(parents=True, exist_ok=True)
-  handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+  partial = None
   try:
+    # Inside the try: an unwritable cache is a one-line error like a missing network.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial",
+                                       dir=path.parent)
     with os.fdopen(handle, "wb") as out:
       digest = _download(url, out, what)
     prefix = name_hash(path)
@@ -91,11 +94,13 @@ def fetch(url: str, what: str, offline: str) -> Path:
   except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
     # A connection cut mid-file is an IncompleteRead, not an OSError.
     reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+    if getattr(error, "filename", None):
+      reason = f"{reason}: {error.filename}"
     raise JaxvizError(f"cannot download the {what} weights ({reason}); offline, pass "
                       f"--weights PATH ({offline} or a converted .safetensors) or "
                       "--weights random") from None
   finally:
-    if os.path.exists(partial):
+    if partial and os.path.exists(partial):
       os.unlink(partial)
   return path
 
@@ -110,10 +115,16 @@ def _download(url: str, out, what: str) -> str:
     with progress_bar() as bar:
       task = bar.add_task(f"downloading {what} ({os.path.basename(url)})",
                           total=int(length) if length and length.isdigit() else None)
+      received = 0
       while chunk := response.read(CHUNK):
         out.write(chunk)
         digest.update(chunk)
+        received += len(chunk)
         bar.advance(task, len(chunk))
+  # http.client's read(amt) returns b"" when the server closes early, without an error;
+  # a file without a hash in its name would otherwise be kept short.
+  if length and length.isdigit() and received != int(length):
+    raise ConnectionError(f"the connection closed after {received} of {length} bytes")
   return digest.hexdigest()
 
 

@@ -261,27 +261,62 @@ def test_a_download_that_is_not_the_published_file_is_not_kept(vgg16_pth, tmp_pa
   assert not weights_lib.imagenet_cache_path().exists()
 
 
-def test_a_download_cut_off_midway_leaves_nothing(monkeypatch, empty_jaxviz_cache):
-  """A connection lost mid-file (http.client's IncompleteRead, not an OSError) is the same
-  one-line error as being offline, and no partial file is left in torch's cache."""
-  import http.client
-  import io
+class _CutOff(__import__("io").BytesIO):
+  """A response whose server promises 3 MB and stops after 1 MB: by raising
+  IncompleteRead (`raises`), or as http.client's read(amt) does when the peer closes,
+  by returning b"" without an error."""
 
-  class CutOff(io.BytesIO):
-    headers = {"Content-Length": "3000000"}
+  headers = {"Content-Length": "3000000"}
 
-    def read(self, size=-1):
-      if self.tell():
-        raise http.client.IncompleteRead(b"", 2000000)
-      return super().read(size)
+  def __init__(self, raises: bool):
+    super().__init__(b"x" * 1000000)
+    self.raises = raises
 
-    def __exit__(self, *exc):
-      return False
+  def read(self, size=-1):
+    import http.client
 
+    if self.tell() and self.raises:
+      raise http.client.IncompleteRead(b"", 2000000)
+    return super().read(size)
+
+  def __exit__(self, *exc):
+    return False
+
+
+@pytest.mark.parametrize("raises", [True, False], ids=["IncompleteRead", "closed-early"])
+def test_a_download_cut_off_midway_leaves_nothing(monkeypatch, empty_jaxviz_cache, raises):
+  """A connection lost mid-file is the same one-line error as being offline, and no
+  partial file is left in torch's cache."""
   monkeypatch.setattr(published.urllib.request, "urlopen",
-                      lambda url, timeout: CutOff(b"x" * 1000000))
+                      lambda url, timeout: _CutOff(raises))
   with pytest.raises(JaxvizError) as error:
     app.load_weights("imagenet")
   assert_names_all(str(error.value), "cannot download the ImageNet vgg16 weights",
                    "--weights random")
   assert list((published.hub_dir() / "checkpoints").iterdir()) == []
+
+
+def test_a_short_download_without_a_hash_in_its_name_is_not_kept(monkeypatch,
+                                                                  empty_jaxviz_cache):
+  """A file whose name carries no hash has only its Content-Length to be checked by: a
+  server closing early must not leave a short file to be read as the weights."""
+  monkeypatch.setattr(published.urllib.request, "urlopen",
+                      lambda url, timeout: _CutOff(raises=False))
+  with pytest.raises(JaxvizError) as error:
+    published.fetch("https://example.org/weights.pth", "example", "a .pth")
+  assert_names_all(str(error.value), "cannot download the example weights",
+                   "closed after 1000000 of 3000000 bytes")
+  assert list((published.hub_dir() / "checkpoints").iterdir()) == []
+
+
+def test_an_unwritable_torch_cache_is_one_line(monkeypatch, empty_jaxviz_cache):
+  """torch's hub directory that cannot hold the download (here its `checkpoints` is a
+  file) is the one-line error, not a traceback from mkdir."""
+  published.hub_dir().mkdir(parents=True)
+  (published.hub_dir() / "checkpoints").write_text("not a directory")
+  monkeypatch.setattr(published.urllib.request, "urlopen",
+                      lambda url, timeout: pytest.fail("downloaded into an unusable cache"))
+  with pytest.raises(JaxvizError) as error:
+    app.load_weights("imagenet")
+  assert_names_all(str(error.value), "cannot download the ImageNet vgg16 weights",
+                   "--weights random")
