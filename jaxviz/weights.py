@@ -1,8 +1,9 @@
 """Network parameters and their files: `Weights`, the converted `.safetensors`, random init.
 
 This module never imports torch. Turning a `--weights` value into Weights,
-which may need the torch side (`convert/`, installed as `jaxviz_convert`) to
-read a `.pth` or download the ImageNet weights, is `jaxviz.app.load_weights`.
+which may need the published-file loaders (`convert/`, installed as
+`jaxviz_convert`, torch-free) to read a `.pth` or download the ImageNet
+weights, is `jaxviz.app.load_weights`.
 
 Conventions:
   * The file format: flat keys "conv1_1.kernel", ..., "fc8.bias" (VGG; other
