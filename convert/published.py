@@ -112,9 +112,9 @@ def _download(url: str, out, what: str) -> str:
   digest = hashlib.sha256()
   with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (fixed https URLs)
     length = response.headers.get("Content-Length")
+    expected = int(length) if length and length.isdigit() else None
     with progress_bar() as bar:
-      task = bar.add_task(f"downloading {what} ({os.path.basename(url)})",
-                          total=int(length) if length and length.isdigit() else None)
+      task = bar.add_task(f"downloading {what} ({os.path.basename(url)})", total=expected)
       received = 0
       while chunk := response.read(CHUNK):
         out.write(chunk)
@@ -123,8 +123,8 @@ def _download(url: str, out, what: str) -> str:
         bar.advance(task, len(chunk))
   # http.client's read(amt) returns b"" when the server closes early, without an error;
   # a file without a hash in its name would otherwise be kept short.
-  if length and length.isdigit() and received != int(length):
-    raise ConnectionError(f"the connection closed after {received} of {length} bytes")
+  if expected is not None and received != expected:
+    raise ConnectionError(f"the connection closed after {received} of {expected} bytes")
   return digest.hexdigest()
 
 

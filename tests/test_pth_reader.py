@@ -435,6 +435,15 @@ def test_storages_adding_up_to_more_than_the_file_are_refused(tmp_path):
                             f"{8 * numel} bytes, more than the file holds")
 
 
+def central_entry(data: bytes, record: bytes) -> int:
+  """Where the zip's central directory entry for `record` starts (its name is at +46)."""
+  at = data.find(b"PK\x01\x02")
+  while not data[at + 46:].startswith(record):
+    assert at != -1, f"the test's archive has no central entry for {record}"
+    at = data.find(b"PK\x01\x02", at + 1)
+  return at
+
+
 def test_record_shorter_than_its_header_declares_is_refused(tmp_path):
   """A stored record whose compressed size (what zipfile reads) is 4 bytes short of
   the size it declares, with the CRC of the short data: zipfile returns 28 bytes
@@ -447,10 +456,7 @@ def test_record_shorter_than_its_header_declares_is_refused(tmp_path):
   crc = zipfile.crc32(payload[:28])
   with zipfile.ZipFile(good) as archive:
     local = archive.getinfo("good/data/0").header_offset
-  central = data.find(b"PK\x01\x02")
-  while not data[central + 46:].startswith(record):
-    central = data.find(b"PK\x01\x02", central + 1)
-    assert central != -1, "the test's archive has no central entry for the record"
+  central = central_entry(data, record)
   struct.pack_into("<III", data, local + 14, crc, 28, 32)
   struct.pack_into("<III", data, central + 16, crc, 28, 32)
   path = tmp_path / "short.pth"
@@ -465,11 +471,7 @@ def test_encrypted_record_is_refused(tmp_path):
   """A record flagged as encrypted (which zipfile would ask a password for)."""
   good = save({"w": torch.arange(4, dtype=torch.float32)}, tmp_path / "good.pth", "zip")
   data = bytearray(good.read_bytes())
-  at = data.find(b"PK\x01\x02")
-  while not data[at + 46:].startswith(b"good/data/0"):
-    at = data.find(b"PK\x01\x02", at + 1)
-    assert at != -1, "the test's archive has no central entry for the record"
-  data[at + 8] |= 0x1  # the central directory's general purpose flags
+  data[central_entry(data, b"good/data/0") + 8] |= 0x1  # the central directory's general purpose flags
   path = tmp_path / "encrypted.pth"
   path.write_bytes(bytes(data))
   assert error_of(path) == (f"cannot read weights {path}: record good/data/0 is "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import pickle
 import urllib.error
@@ -261,7 +263,7 @@ def test_a_download_that_is_not_the_published_file_is_not_kept(vgg16_pth, tmp_pa
   assert not weights_lib.imagenet_cache_path().exists()
 
 
-class _CutOff(__import__("io").BytesIO):
+class _CutOff(io.BytesIO):
   """A response whose server promises 3 MB and stops after 1 MB: by raising
   IncompleteRead (`raises`), or as http.client's read(amt) does when the peer closes,
   by returning b"" without an error."""
@@ -273,8 +275,6 @@ class _CutOff(__import__("io").BytesIO):
     self.raises = raises
 
   def read(self, size=-1):
-    import http.client
-
     if self.tell() and self.raises:
       raise http.client.IncompleteRead(b"", 2000000)
     return super().read(size)
