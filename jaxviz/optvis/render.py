@@ -283,6 +283,13 @@ class BatchResult:
                        self.dead_at_start[:count], self.trace[:count])
 
 
+def _report_when_done(on_steps, queued: tuple[jax.Array, int], scale: int) -> None:
+  """Waits for a chunk's values (its steps' objectives), then tells `on_steps` its steps."""
+  values, steps = queued
+  values.block_until_ready()
+  on_steps(steps, scale)
+
+
 def render_batch(recipe: Recipe, model, params: Any, units, key: jax.Array, *,
                  photo: np.ndarray | None = None, dtype: str = "float32",
                  driver: str = "auto", mesh: Mesh | None = None,
@@ -298,7 +305,10 @@ def render_batch(recipe: Recipe, model, params: Any, units, key: jax.Array, *,
       parameterisation's random init (its dtype should be `dtype`).
     mesh: a 1-D mesh with axis "maps": each device renders its share of the
       batch, with no communication (`_over_maps`).
-    on_steps: called with (steps just completed, their scale).
+    on_steps: called with (steps just completed, their scale), once they are done on
+      the device, not once they are queued: JAX runs up to about 15 steps ahead of
+      their results (measured at lucid's start on CPU), and counting queued steps
+      as done made the time estimates 1.5 to 3 times too short.
   """
   driver = resolve_driver(driver)
   static = {"recipe": recipe, "model": model, "mesh": mesh}
@@ -317,14 +327,19 @@ def render_batch(recipe: Recipe, model, params: Any, units, key: jax.Array, *,
     for scale, num_steps in enumerate(recipe.steps):
       opt_states = batched_optimizer_init(**static, variables=variables)
       chunks = [num_steps] if driver == "scan" else [1] * num_steps
+      queued = None  # the previous chunk (its values, its steps): reported once done
       for chunk in chunks:
         variables, opt_states, values = batched_steps(
             **static, params=params, key=key, first_step=jnp.int32(step), variables=variables,
             opt_states=opt_states, units=units, num_steps=chunk)
         trace.append(values)
         step += chunk
-        if on_steps:
-          on_steps(chunk, scale)
+        if on_steps and queued is not None:
+          # One chunk stays queued behind the one waited for, so the device never idles.
+          _report_when_done(on_steps, queued, scale)
+        queued = values, chunk
+      if on_steps and queued is not None:
+        _report_when_done(on_steps, queued, scale)
       images, objective = batched_end_scale(**static, params=params, variables=variables,
                                             units=units)
       objectives.append(np.asarray(objective))
