@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import itertools
 import os
 import pickle
 from typing import Any, Callable, Iterator, Sequence
@@ -271,7 +272,8 @@ def _sendable(setup: cpu_workers.Setup) -> bool:
 def iter_render(recipe: Recipe, model, params, maps: Sequence[int], key: jax.Array, *,
                 batch: int = 8, mesh: Mesh | None = None, workers: int = 1,
                 dtype: str = "float32", driver: str = "auto", photo: np.ndarray | None = None,
-                on_steps: Callable[[int, int], None] | None = None,
+                on_start: Callable[[int], None] | None = None,
+                on_steps: Callable[[int, int, int], None] | None = None,
                 on_out_of_memory: Callable[[int], None] | None = None,
                 params_loader: Callable[[], Any] | None = None
                 ) -> Iterator[render.BatchResult]:
@@ -284,6 +286,10 @@ def iter_render(recipe: Recipe, model, params, maps: Sequence[int], key: jax.Arr
   out-of-memory error halves the batch and the unfinished maps are retried
   (`on_out_of_memory(new_batch)` is told); at batch 1 (or one map per device)
   the error propagates.
+
+  `on_start(batches)` is told how many batches render side by side, before the
+  first; `on_steps(batch_number, count, scale)` that batch number `batch_number`
+  (from 0, in the order batches start) finished `count` steps at `scale`.
   """
   render.check_dtype(dtype)
   pending = list(maps)
@@ -300,14 +306,21 @@ def iter_render(recipe: Recipe, model, params, maps: Sequence[int], key: jax.Arr
         render_kwargs={"dtype": dtype, "driver": driver, "photo": photo},
         jax_config={name: getattr(jax.config, name) for name in xla_cache.SETTINGS})
     if _sendable(setup):
+      if on_start:
+        on_start(workers)
       yield from _iter_render_processes(setup, pending, batch, workers, on_steps)
       return
+  if on_start:
+    on_start(1)
   placed = prepare_params(recipe, model, params, dtype, mesh)
-  while pending:
+  for batch_number in itertools.count():  # a retry after running out of memory is a new batch
+    if not pending:
+      break
     indices, count = next(iter_batches(pending, batch))
     try:
       result = render.render_batch(recipe, model, placed, indices, key, photo=photo,
-                                   dtype=dtype, driver=driver, mesh=mesh, on_steps=on_steps)
+                                   dtype=dtype, driver=driver, mesh=mesh,
+                                   on_steps=_numbered(on_steps, batch_number))
     except Exception as error:
       smallest = mesh.size if mesh is not None else 1
       if not is_out_of_memory(error) or batch <= smallest:
@@ -320,13 +333,20 @@ def iter_render(recipe: Recipe, model, params, maps: Sequence[int], key: jax.Arr
     yield result.first(count)
 
 
+def _numbered(on_steps, batch_number: int):
+  """`on_steps` told which batch: what `render.render_batch` calls, `(count, scale)`."""
+  if on_steps is None:
+    return None
+  return functools.partial(on_steps, batch_number)
+
+
 def _iter_render_processes(setup: cpu_workers.Setup, maps: list[int], batch: int,
                            workers: int, on_steps) -> Iterator[render.BatchResult]:
   pool = cpu_workers.WorkerPool(cpu_workers.usable_cores()[:workers], setup)
   # One thread per worker process waits on it; results are yielded in order.
   with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="jaxviz") as threads:
-    futures = [(threads.submit(pool.render, indices, on_steps), count)
-               for indices, count in iter_batches(maps, batch)]
+    futures = [(threads.submit(pool.render, indices, _numbered(on_steps, number)), count)
+               for number, (indices, count) in enumerate(iter_batches(maps, batch))]
     try:
       for future, count in futures:
         yield future.result().first(count)

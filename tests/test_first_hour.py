@@ -16,6 +16,7 @@ from PIL import Image
 
 from jaxviz import app, figures, fileio, progress, store
 from jaxviz.optvis.recipes import Schedule
+from jaxviz.progress import Workload
 from jaxviz.settings import ModelSettings, RenderOptions
 from jaxviz.vgg import resolve_target
 
@@ -57,25 +58,27 @@ def test_progress_counts_work_by_scale_and_ends_after_the_last_write(tmp_path, v
   sides = schedule.sides()
   per_map = sum(schedule.steps_at(i) * side * side for i, side in enumerate(sides))
   assert plan.work == 4 * per_map  # two batches of two (the last padded)
-  assert plan.preview_work == 4 * sum(Schedule().preview().steps_at(i) * side * side
+  assert plan.preview.work == 4 * sum(Schedule().preview().steps_at(i) * side * side
                                       for i, side in enumerate(Schedule().preview().sides()))
 
 
 def test_the_estimate_is_printed_once_the_speed_is_measured(tmp_path, vgg16_weights, capsys):
-  """A clock that advances 2 s per reading: the estimate waits for MEASURE_S of work
-  after the first piece (which compiles), then says it once, with --preview's time
-  when --preview is less work (700 steps at 32 px are more than its 4 scales to 96 px)."""
+  """A clock that advances 2 s per reading: the estimate waits until the speed is
+  measured (tests/test_estimates.py holds it to the truth), then says it once, with
+  --preview's time when --preview is less work (700 steps at 32 px are more than its
+  4 scales to 96 px)."""
   schedule = Schedule(size0=32, scales=1, steps=700)
+  two_scales = Schedule(size0=32, scales=2, steps=8)
   for maps, offered in (("1", True), ("1,4", False)):
     readings = itertools.count(0, 2)
     with progress.ProgressEvents(clock=lambda: float(next(readings))) as events:
       app.commands.render(10, maps, tmp_path / maps, ModelSettings(weights=vgg16_weights),
-                          RenderOptions(schedule=schedule if offered else TINY_SCHEDULE,
+                          RenderOptions(schedule=schedule if offered else two_scales,
                                         batch=2),
                           events=events)
     lines = [line for line in capsys.readouterr().err.splitlines() if " left for " in line]
     assert len(lines) == 1, lines
-    steps, side = (700, 32) if offered else (TINY_SCHEDULE.total_steps(), 38)
+    steps, side = (700, 32) if offered else (two_scales.total_steps(), 38)
     assert f"left for {maps.count(',') + 1} map" in lines[0]
     assert f"({steps} steps, up to {side} px) on this machine" in lines[0]
     assert ("--preview would take" in lines[0]) == offered
@@ -88,7 +91,7 @@ def test_a_progress_callback_gets_each_piece_of_work_from_zero():
   events.work(1)
   events.work(2)
   events.begin("rendering")
-  events.plan(app.RenderPlan(0, 1, 1, 10, 4, 32, 0))
+  events.plan(app.RenderPlan(0, 1, 1, Workload((1,), (10,), 1), 32))
   events.work(4)
   assert seen == [(1, 3), (3, 3), (4, 10)]
 

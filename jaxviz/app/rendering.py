@@ -23,7 +23,7 @@ from jaxviz import weights as weights_lib
 from jaxviz.errors import JaxvizError, SettingError
 from jaxviz.optvis import objectives, recipes
 from jaxviz.optvis.render import dtype_context, resolve_driver
-from jaxviz.progress import Events, plural
+from jaxviz.progress import Events, Workload, plural
 from jaxviz.reprs import ShortRepr
 from jaxviz.settings import DIVERSITY_WEIGHT, RenderOptions, prng_key
 
@@ -182,31 +182,40 @@ class RenderPlan:
     skipped: maps already finished.
     todo: maps to render.
     batch: maps per batch.
-    work: the work of every batch to render (padding included).
-    steps: optimisation steps per map.
+    workload: every batch's steps and their work (padding included).
     largest_side: the largest image side.
-    preview_work: the same maps' work with `--preview` settings.
+    preview: the same maps' workload with `--preview` settings, if asked.
     out: the render directory, if any.
   """
 
   skipped: int
   todo: int
   batch: int
-  work: int
-  steps: int
+  workload: Workload
   largest_side: int
-  preview_work: int
+  preview: Workload | None = None
   out: str | None = None
+
+  @property
+  def work(self) -> int:
+    """The work of every batch to render."""
+    return self.workload.work
+
+  @property
+  def steps(self) -> int:
+    """Optimisation steps per map."""
+    return sum(self.workload.steps)
 
 
 # What rendering reports as it goes (the CLI prints it, `progress.ProgressEvents`).
 RenderEvents = Events
 
 
-def _work(recipe: recipes.Recipe, per_step: Sequence[int], maps: int, batch: int) -> int:
-  """The work of `maps` maps in batches of `batch` (the last padded), given the work of
-  one step at each scale (`execution.step_work`)."""
-  return -(-maps // batch) * batch * sum(s * w for s, w in zip(recipe.steps, per_step))
+def _workload(recipe: recipes.Recipe, model, maps: int, batch: int) -> Workload:
+  """The steps of `maps` maps in batches of `batch` (the last padded)."""
+  return Workload(tuple(recipe.steps),
+                  tuple(work * batch for work in execution.step_work(recipe, model)),
+                  -(-maps // batch) if maps else 0)
 
 
 def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
@@ -217,9 +226,9 @@ def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
   """Renders `units` where `execution` decides; yields each finished batch.
 
   Tells `events` the plan (`skipped` maps already done; the `preview` recipe's
-  work for comparison) and the work as it is done. `run`, if given, receives
-  the batch and worker count (for the record). `params_loader` lets worker
-  processes read the parameters themselves (`execution.iter_render`).
+  workload for comparison) and the steps as they are done. `run`, if given,
+  receives the batch and worker count (for the record). `params_loader` lets
+  worker processes read the parameters themselves (`execution.iter_render`).
   """
   units = list(units)
   execution.check_model(recipe, model, params, units)
@@ -227,22 +236,24 @@ def render_units(recipe: recipes.Recipe, model, params, units: Sequence[int],
   batch = (execution.auto_batch(recipe, model, params, options.dtype)
            if options.batch == "auto" else options.batch)
   run_batch = execution.effective_batch(batch, len(units), mesh, workers) if units else batch
-  per_step = execution.step_work(recipe, model)
-  preview_work = (_work(preview, execution.step_work(preview, model), len(units), run_batch)
-                  if preview is not None else 0)
+  workload = _workload(recipe, model, len(units), run_batch)
   events.plan(RenderPlan(
-      skipped, len(units), run_batch, _work(recipe, per_step, len(units), run_batch),
-      recipe.total_steps(), max(recipe.sides), preview_work,
+      skipped, len(units), run_batch, workload, max(recipe.sides),
+      _workload(preview, model, len(units), run_batch) if preview is not None else None,
       None if out is None else fileio.display(out)))
   if run is not None:
     run.update(batch=batch, workers=workers)
   if not units:
     return
+
+  def on_steps(batch_number: int, count: int, scale: int) -> None:
+    events.steps(batch_number, scale, count, count * workload.step_work[scale])
+
   yield from execution.iter_render(
       recipe, model, params, units, prng_key(options.seed), batch=batch, mesh=mesh,
       workers=workers, dtype=options.dtype, driver=options.driver, photo=photo,
-      on_steps=lambda count, scale: events.work(count * per_step[scale] * run_batch),
-      on_out_of_memory=events.out_of_memory, params_loader=params_loader)
+      on_start=events.side_by_side, on_steps=on_steps, on_out_of_memory=events.out_of_memory,
+      params_loader=params_loader)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
