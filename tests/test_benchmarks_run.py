@@ -61,3 +61,12 @@ def test_nets_benchmark_reports_both_sides(tmp_path):
   assert "jaxviz" in output and "lucent" in output
   figures = json.loads(figures_path.read_text())["archs"]["googlenet"]
   assert figures["jaxviz_s_per_step"] > 0 and figures["lucent_s_per_step"] > 0
+
+
+def test_the_estimates_benchmark_reads_the_estimate_line(tmp_path):
+  figures_path = tmp_path / "figures.json"
+  run_script("benchmarks/bench_estimates.py", "--case", "tiny", "--no-previews", "--json",
+             str(figures_path))
+  row = json.loads(figures_path.read_text())["after"]["tiny"]
+  assert row["estimate_line"].startswith("≈ ") and row["estimated_left_s"] > 0
+  assert 0 < row["actual_left_s"] < row["wall_s"]
