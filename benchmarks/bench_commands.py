@@ -30,6 +30,7 @@ import torch
 import torchvision
 
 import jaxviz_convert.torch_weights as torch_weights
+from checkouts import jaxviz_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,18 +58,6 @@ def timed(command: list[str], env: dict) -> float:
   if result.returncode != 0:
     raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
   return time.perf_counter() - began
-
-
-def jaxviz_env(root: Path | None, work: Path, cache: Path) -> dict:
-  """The environment that runs jaxviz from `root` (None: the installed one)."""
-  env = {**os.environ, "JAXVIZ_CACHE_DIR": str(cache)}
-  if root is not None:  # jaxviz_convert is its folder convert/, as pyproject maps it
-    shim = work / f"shim-{root.name}"
-    shim.mkdir(exist_ok=True)
-    if not (shim / "jaxviz_convert").exists():
-      (shim / "jaxviz_convert").symlink_to(root / "convert")
-    env["PYTHONPATH"] = os.pathsep.join([str(root), str(shim)])
-  return env
 
 
 def jaxviz_rows(name: str, root: Path | None, args, work: Path, files: dict, photo: str,

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from checkouts import jaxviz_env
+
 CASES = {
     # name: (what it is, the command's arguments after `jaxviz render`)
     "seed_layer4_2maps": ("the write-up's recipe at its defaults (12 scales), 2 maps",
@@ -84,18 +86,6 @@ def run(command: list[str], env: dict) -> dict:
   return row
 
 
-def jaxviz_env(root: Path | None, cache: Path) -> dict:
-  """The environment that runs jaxviz from `root` (None: the installed one)."""
-  env = {**os.environ, "JAXVIZ_CACHE_DIR": str(cache)}
-  if root is not None:  # jaxviz_convert is its folder convert/, as pyproject maps it
-    shim = cache.parent / f"shim-{root.name}"
-    shim.mkdir(exist_ok=True)
-    if not (shim / "jaxviz_convert").exists():
-      (shim / "jaxviz_convert").symlink_to(root / "convert")
-    env["PYTHONPATH"] = os.pathsep.join([str(root), str(shim)])
-  return env
-
-
 def spectrum_file(work: Path, env: dict) -> Path:
   """A MACO magnitude spectrum made by `jaxviz spectrum` from scikit-image's photos."""
   import skimage.data
@@ -114,7 +104,7 @@ def spectrum_file(work: Path, env: dict) -> Path:
 def cases_rows(root: Path | None, names: list[str], work: Path, previews: bool) -> dict:
   cache = work / f"cache-{root.name if root else 'installed'}"
   cache.mkdir()
-  env = jaxviz_env(root, cache)
+  env = jaxviz_env(root, work, cache)
   rows = {}
   for name in names:
     what, arguments = CASES[name]
