@@ -401,6 +401,47 @@ def spectrum(
   typer.echo(f"wrote {out}: {outcome.magnitude.shape} from {outcome.photos} photos")
 
 
+@app.command("trust", cls=Command)
+@user_errors
+@model_options
+def trust(
+    out: Annotated[Path, typer.Argument(metavar="DIR", help="A render or sweep directory.")],
+    photos: Annotated[Path, typer.Option(
+        "--photos", metavar="FOLDER",
+        help="Natural photos to compare each render with (searched recursively).")],
+    k: Annotated[int, typer.Option(
+        "--k", help="Each map's top photos that its render is compared with.")] = 5,
+    as_json: JsonOption = False,
+    model: Any = None,
+):
+  """Add trust numbers to a render or sweep directory: each render beside the photos.
+
+  Per map: its objective against the best photo's (ratio, percentile; above every
+  photo is a super-stimulus) and how alike its activations are to those of its
+  top-k photos at every layer up to the rendered one, between the top photos'
+  own likeness (1) and unrelated photos' (0); below 0.5 it is "off the photos'
+  path" (README: "Can I trust this render?"). Forward passes only; the numbers
+  go into render.json. Give the --weights the renders were made with.
+
+  Example (offline): [bold]jaxviz trust demo/ --photos ~/photos -w random[/bold]
+  """
+  with ProgressEvents() as events:
+    outcome = _commands().trust(out, photos, model, k=k, events=events)
+  if as_json:
+    return echo_json(outcome.to_json())
+  typer.echo(f"{'map':>5}  {'ratio':>6}  {'pctile':>6}  {'path':>6}  notes")
+  for result in outcome.maps:
+    ratio = "-" if result.ratio is None else f"{result.ratio:.2f}"
+    similarity = "-" if result.similarity is None else f"{result.similarity:.2f}"
+    notes = ", ".join(note for note, flagged in (("super-stimulus", result.super_stimulus),
+                                                 ("OFF the photos' path", result.off_path))
+                      if flagged)
+    typer.echo(f"{result.map:>5}  {ratio:>6}  {result.percentile:6.1f}  {similarity:>6}  {notes}")
+  typer.echo(f"{plural(len(outcome.maps), 'map')} against {plural(len(outcome.photos), 'photo')}"
+             f" (k = {outcome.k}, {len(outcome.path)} layers); written to "
+             f"{', '.join(p.name for p in outcome.records)}")
+
+
 @app.command(cls=Command)
 @user_errors
 def info(

@@ -12,6 +12,9 @@ multi-process sweep) is JSON:
   * `trace` (with `--trace`) {map: [objective at every step]}.
   * `runs`: per run, the maps rendered, batch, workers, driver, device, JAX
     version and wall time.
+  * `trust` (after `jaxviz trust`), versioned: the photo set (paths and
+    sha256s), k, the taps of the path, and {map: `trust.MapTrust.to_json()`
+    without its map}; a map rendered again loses its entry.
 Each PNG is written atomically as soon as its batch finishes and the record is
 rewritten after every batch, so a killed render loses nothing finished. This
 module owns the format: the render use case (`jaxviz.app`) and the atlas read
@@ -31,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -87,6 +91,39 @@ def _by_map(table, valid) -> bool:
              for key, value in table.items())
 
 
+TRUST_VERSION = 1  # as trust.TRUST_VERSION, without importing JAX here
+
+
+def _trust_problem(trust) -> str | None:
+  """What is malformed in a record's `trust` block (version 1), or None."""
+  if not (isinstance(trust, dict) and trust.get("version") == TRUST_VERSION
+          and isinstance(trust.get("photos"), list) and isinstance(trust.get("path"), list)
+          and isinstance(trust.get("maps"), dict) and _is_int(trust.get("k"), 2)):
+    return "malformed trust"
+  photos, taps = trust["photos"], trust["path"]
+  if not all(isinstance(photo, dict) and isinstance(photo.get("path"), str)
+             and isinstance(photo.get("sha256"), str) and _SHA256.fullmatch(photo["sha256"])
+             for photo in photos) or not all(isinstance(tap, str) for tap in taps):
+    return "malformed trust photos or path"
+  finite = lambda value: _is_number(value) and value is not None and math.isfinite(value)
+  optional = lambda value: value is None or finite(value)
+
+  def tap_ok(tap) -> bool:
+    return (isinstance(tap, dict) and tap.get("tap") in taps and optional(tap.get("similarity"))
+            and all(finite(tap.get(name)) for name in ("render_top", "top_top", "top_rest")))
+
+  def map_ok(key, entry) -> bool:
+    return (isinstance(entry, dict)
+            and all(finite(entry.get(name)) for name in ("objective", "best_photo", "percentile"))
+            and optional(entry.get("ratio")) and optional(entry.get("similarity"))
+            and all(isinstance(entry.get(name), bool) for name in ("super_stimulus", "off_path"))
+            and isinstance(entry.get("top_photos"), list)
+            and all(_is_int(i, 0, len(photos) - 1) for i in entry["top_photos"])
+            and isinstance(entry.get("profile"), list) and all(map(tap_ok, entry["profile"])))
+
+  return None if _by_map(trust["maps"], map_ok) else "malformed trust maps"
+
+
 def _record_problem(record) -> str | None:
   """What makes `record` unusable as a render record, or None if nothing does.
 
@@ -133,6 +170,8 @@ def _record_problem(record) -> str | None:
     return "malformed failed"
   if not all(isinstance(run, dict) for run in record["runs"]):
     return "malformed runs"
+  if "trust" in record:
+    return _trust_problem(record["trust"])
   return None
 
 
@@ -226,6 +265,23 @@ def load_renders(out_dir, maps: Sequence[int] | None = None, identity_hash_: str
   files = finished_maps(out_dir, identity_hash_, skip_broken)
   wanted = sorted(files) if maps is None else [m for m in maps if m in files]
   return {m: fileio.read_image(Path(out_dir) / files[m]) for m in wanted}
+
+
+def add_trust(out_dir, identity_hash_: str, trust: dict) -> list[Path]:
+  """Writes `trust` (the block `_trust_problem` checks, its maps {map: entry}) into every
+  record of `out_dir` with this identity, each keeping the maps it holds; returns
+  the records written. Under each record's lock, so no render is running into it."""
+  written = []
+  for path in sorted(Path(out_dir).glob("render*.json")):
+    with exclusive(path.parent / f".{path.name}.lock", path.parent):
+      record = read_record(path)
+      if record is None or record["identity_hash"] != identity_hash_:
+        continue
+      mine = {key: entry for key, entry in trust["maps"].items() if key in record["files"]}
+      record["trust"] = {**trust, "maps": mine}
+      fileio.write_json(path, record)
+      written.append(path)
+  return written
 
 
 @contextlib.contextmanager
@@ -334,6 +390,7 @@ class RenderDirectory:
     self.record["sha256"][key] = fileio.sha256_file(path)
     self.record["objectives"][key] = [float(v) for v in objectives]
     self.record["trace"].pop(key, None)
+    self.record.get("trust", {}).get("maps", {}).pop(key, None)
     if trace is not None:
       self.record["trace"][key] = [float(v) for v in trace]
     if dead:

@@ -25,13 +25,14 @@ import jax
 import numpy as np
 
 from jaxviz import atlas as atlas_lib
-from jaxviz import execution, fileio, nets, store, vgg, xla_cache
+from jaxviz import execution, fileio, nets, ops, store, vgg, xla_cache
 from jaxviz import layers as layers_lib
 from jaxviz import probe as probe_lib
 from jaxviz import weights as weights_lib
 from jaxviz.app import rendering
 from jaxviz.app.no_model import InfoOutcome, LayersOutcome, atlas, info, layers  # noqa: F401
 from jaxviz.app.no_model import positive as _positive
+from jaxviz.classify import INPUT_SIDE
 from jaxviz.errors import JaxvizError, SettingError
 from jaxviz.nets import networks
 from jaxviz.progress import Events, plural
@@ -469,3 +470,98 @@ def compare(layer, maps, recipes: Sequence[str] | str = ("seed", "lucid", "maco"
                                                         **loaded.provenance()}))
   return CompareOutcome(images, objectives, map_list, loaded, target,
                         None if out is None else Path(out))
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class TrustOutcome(ShortRepr):
+  """A render directory's maps set beside a folder of photos (`jaxviz trust`).
+
+  Attributes:
+    maps: each finished map's numbers (`trust.MapTrust`), by map index.
+    photos: the photos used, [(path, sha256)]; skipped: [(path, reason)].
+    path: the taps compared, from the input up to the rendered one.
+    records: the render records the numbers were written into.
+  """
+
+  out: Path
+  target: vgg.Target
+  weights: weights_lib.Weights
+  k: int
+  path: tuple[str, ...]
+  photos: list[tuple[Path, str]]
+  skipped: list[tuple[Path, str]]
+  maps: list
+  records: list[Path]
+
+  def to_json(self) -> dict:
+    return {**self.target.provenance(), "out": fileio.display(self.out), "k": self.k,
+            "path": list(self.path), "weights": self.weights.label,
+            "photos": [{"path": fileio.display(p), "sha256": digest} for p, digest in self.photos],
+            "skipped": [fileio.display(p) for p, _ in self.skipped],
+            "maps": [result.to_json() for result in self.maps]}
+
+
+def trust_path(target: vgg.Target) -> tuple[str, ...]:
+  """The taps from the input up to `target`'s: every VGG conv before it (read after its
+  ReLU), then the tap rendered."""
+  before = [layer.name for layer in layers_lib.conv_layers(target.arch)
+            if layer.index < target.layer.index]
+  return tuple(before) + (target.feature_name,)
+
+
+def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int = 5,
+          events: Events = Events()) -> TrustOutcome:
+  """Adds trust numbers (`jaxviz.trust`) to the finished maps of render directory `out`,
+  against the photos of folder `photos`: forward passes only, nothing re-rendered."""
+  from jaxviz import trust as trust_lib
+
+  if not (isinstance(k, int) and k >= 2):
+    raise SettingError("k", f"must be at least 2 (the top photos are compared in pairs), got {k!r}")
+  out = Path(out)
+  records = store.read_records(out)
+  if not records:
+    raise JaxvizError(f"no render record in {fileio.display(out)}: render into it first")
+  digest, identity = records[0]["identity_hash"], records[0]["identity"]
+  if any(record["identity_hash"] != digest for record in records):
+    raise JaxvizError(f"{fileio.display(out)} holds renders made with different settings")
+  if not nets.is_vgg(identity["arch"]):
+    raise JaxvizError(f"jaxviz trust reads VGG renders for now; {fileio.display(out)} holds "
+                      f"{fileio.display(identity['arch'])} renders")
+  paths = probe_lib.find_images(photos)
+  loaded, target = load_target(dataclasses.replace(model, arch=identity["arch"]),
+                               identity["layer"], bool(identity.get("pre_relu", False)), events)
+  made_with = identity["weights"]
+  if made_with != rendering.render_identity_weights(loaded):
+    raise JaxvizError(f"{fileio.display(out)} was rendered with weights "
+                      f"{fileio.display(made_with['label'])}; these are {loaded.label}: pass "
+                      "the same --weights")
+  renders = store.load_renders(out, None, digest)
+  if not renders:
+    raise JaxvizError(f"{fileio.display(out)} has no finished renders")
+  events.begin(f"reading {len(paths)} photos", total=len(paths))
+  read, skipped = [], []
+  for path in paths:
+    try:
+      photo = fileio.read_image(path)
+    except JaxvizError as error:
+      skipped.append((path, str(error)))
+      events.note(f"warning: skipped {error}")
+    else:
+      read.append((path, fileio.sha256_file(path),
+                   np.asarray(ops.resize_bicubic(photo, INPUT_SIDE, INPUT_SIDE))))
+    events.work(1)
+  if len(read) <= k:
+    raise JaxvizError(f"k = {k} needs more than {k} readable photos; {fileio.display(photos)} "
+                      f"has {len(read)}")
+  path = trust_path(target)
+  params = loaded.subset(target.model.modules(frozenset(path)))
+  maps = sorted(renders)
+  results = trust_lib.trust(target.model, params, np.stack([renders[m] for m in maps]), maps,
+                            np.stack([image for _, _, image in read]), path, k)
+  block = {"version": trust_lib.TRUST_VERSION, "k": k, "path": list(path),
+           "photos": [{"path": fileio.display(p), "sha256": digest_} for p, digest_, _ in read],
+           "maps": {str(result.map): {key: value for key, value in result.to_json().items()
+                                      if key != "map"} for result in results}}
+  written = store.add_trust(out, digest, block)
+  return TrustOutcome(out, target, loaded, k, path, [(p, d) for p, d, _ in read], skipped,
+                      results, written)

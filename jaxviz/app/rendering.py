@@ -167,8 +167,13 @@ def render_identity(loaded: weights_lib.Weights, target: vgg.Target, recipe: rec
       "diversity": options.diversity, "preview": options.preview, "dtype": options.dtype, "precision": target.precision,
       "init": None if init_path is None else {"path": str(init_path),
                                               "sha256": fileio.sha256_file(init_path)},
-      "weights": {"label": loaded.label, "sha256": loaded.sha256, "random": loaded.is_random},
+      "weights": render_identity_weights(loaded),
   }
+
+
+def render_identity_weights(loaded: weights_lib.Weights) -> dict:
+  """How a render's identity names its weights."""
+  return {"label": loaded.label, "sha256": loaded.sha256, "random": loaded.is_random}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,221 @@
+"""Trust numbers (`jaxviz.trust`) on a network built so that the answer is known.
+
+The network (`network`, 32 px, two taps) sees colour and a 2 px checkerboard:
+  t1 (8 channels): relu of R, G, B, R-G, G-B, B-R, and of a 2x2 checker filter's
+      response and of its negative (summed over colours);
+  t2 (5 channels):
+    0 template (the honest control, and a render that is by construction a
+      photo): per pixel, how close the image is to one photo (chelsea),
+      relu(1 - |x - P|^2), highest at the photo itself. Its best photos are
+      chelsea and cat, which scikit-image ships as the same photo: top photos
+      that are alike by construction.
+    1 fooling: the template plus a little checker energy. On photos, whose
+      pixels vary smoothly at 32 px, the checker term is small and the
+      template decides which photos excite it (the same top photos as unit 0);
+      an optimised image excites it far more through a checkerboard, which no
+      photo has: the render takes another processing path than the photos
+      (Geirhos et al.'s fooling circuit without its classifier: here the two
+      paths differ in what excites them, not by a switch);
+    2-4 redness, greenness, brightness (so that t2's profile has a rank order).
+Photos: scikit-image's photos (colour and grey) at 32 px.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import jaxviz
+from jaxviz import trust
+from jaxviz.errors import JaxvizError
+from jaxviz.optvis import models
+
+SIDE = 32
+# Those the scikit-image wheel holds (others need a download): colour, then grey.
+PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina",
+               "hubble_deep_field", "colorwheel", "logo", "camera", "coins", "moon", "brick",
+               "grass", "gravel", "cat")
+TEMPLATE = "chelsea"
+HONEST, FOOLING = 0, 1
+CHECKER_GAIN = 0.2
+K = 2
+
+
+def photos() -> dict[str, np.ndarray]:
+  from skimage import data
+
+  found = {}
+  for name in PHOTO_NAMES:
+    image = np.asarray(getattr(data, name)())
+    image = np.dstack([image] * 3) if image.ndim == 2 else image[..., :3]
+    resized = Image.fromarray(image.astype(np.uint8)).resize((SIDE, SIDE), Image.BOX)
+    found[name] = np.asarray(resized, np.float32) / 255.0
+  return found
+
+
+def network(template: np.ndarray):
+  import jax.numpy as jnp
+
+  def features(params, x):
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    grey = x.sum(-1)
+    checker = grey[:, :-1, :-1] - grey[:, 1:, :-1] - grey[:, :-1, 1:] + grey[:, 1:, 1:]
+    checker = jnp.pad(checker, ((0, 0), (0, 1), (0, 1)))
+    relu = lambda v: jnp.maximum(v, 0.0)  # noqa: E731
+    t1 = jnp.stack([relu(r), relu(g), relu(b), relu(r - g), relu(g - b), relu(b - r),
+                    relu(checker), relu(-checker)], -1)
+    template = relu(1.0 - ((x - params["template"]) ** 2).sum(-1))
+    checker_energy = t1[..., 6] + t1[..., 7]
+    t2 = jnp.stack([template, template + CHECKER_GAIN * checker_energy, t1[..., 3], t1[..., 4],
+                    grey / 3], -1)
+    return {"t1": t1, "t2": t2}
+
+  return models.FunctionModel(features), {"template": jnp.asarray(template)}
+
+
+@pytest.fixture(scope="module")
+def setup():
+  found = photos()
+  names = sorted(found)
+  model, params = network(found[TEMPLATE])
+  renders = jaxviz.render(model, params, jaxviz.objectives.Channel("t2"), [HONEST, FOOLING],
+                          schedule=jaxviz.Schedule(size0=SIDE, scales=1, steps=150, lr=0.05),
+                          batch=3, progress=False)
+  return model, params, names, np.stack([found[n] for n in names]), renders
+
+
+def numbers(setup, photo_rows=None):
+  model, params, names, photo_array, renders = setup
+  return {m.map: m for m in trust.trust(model, params, renders, [HONEST, FOOLING], photo_array,
+                                        ("t1", "t2"), k=K)}
+
+
+def test_the_fooling_units_render_is_flagged_and_the_honest_ones_passes(setup):
+  model, params, names, photo_array, _ = setup
+  found = numbers(setup)
+  # Both units rank the photos alike: on photos the fooling unit is the honest one.
+  assert {names[i] for i in found[HONEST].top_photos} == {TEMPLATE, "cat"}
+  assert found[FOOLING].top_photos == found[HONEST].top_photos
+  assert found[FOOLING].off_path and found[FOOLING].similarity < trust.OFF_PATH - 0.3, found
+  assert not found[HONEST].off_path and found[HONEST].similarity > 0.9, found
+  # The path shows where: at t1 the fooling render is less like its top photos than
+  # unrelated photos are, the honest render as alike as they are to each other.
+  t1 = {unit: found[unit].profile[0] for unit in found}
+  assert t1[FOOLING].render_top < t1[FOOLING].top_rest < t1[HONEST].render_top
+  assert t1[HONEST].similarity > 0.9 and t1[FOOLING].similarity < 0
+
+
+def test_the_fooling_render_is_a_super_stimulus_and_the_honest_one_a_photo(setup):
+  found = numbers(setup)
+  fooling, honest = found[FOOLING], found[HONEST]
+  assert fooling.super_stimulus and fooling.percentile == 100.0 and fooling.ratio > 1.1
+  assert not honest.super_stimulus and 0.95 < honest.ratio <= 1.0 and honest.percentile > 85
+
+
+def test_spearman_and_ranks_against_scipy():
+  from scipy import stats
+
+  rng = np.random.default_rng(0)
+  a = np.maximum(rng.normal(size=(4, 9)), 0)  # ties at 0, as post-ReLU means have
+  b = np.maximum(rng.normal(size=(3, 9)), 0)
+  expected = np.array([[stats.spearmanr(x, y).statistic for y in b] for x in a])
+  np.testing.assert_allclose(trust.spearman(a, b), expected, atol=1e-12)
+  np.testing.assert_allclose(trust.ranks(a), stats.rankdata(a, axis=1) - 1)
+
+
+def test_activation_numbers():
+  assert trust.activation_numbers(2.0, np.array([1.0, 4.0, 2.0, 0.5])) == (0.5, 62.5, False)
+  assert trust.activation_numbers(8.0, np.array([1.0, 4.0])) == (2.0, 100.0, True)
+  assert trust.activation_numbers(1.0, np.zeros(3))[0] is None
+
+
+def test_k_must_leave_other_photos(setup):
+  model, params, names, photo_array, renders = setup
+  with pytest.raises(JaxvizError, match="k must be at least 2"):
+    trust.trust(model, params, renders[:1], [0], photo_array[:3], ("t1", "t2"), k=3)
+
+
+# `jaxviz trust` on VGG16 (random weights, a tiny render, scikit-image's photos).
+
+TINY_RENDER = ["-l", "4", "-m", "0:2", "-w", "random", "--size0", "32", "--scales", "2",
+               "--steps", "3"]
+
+
+@pytest.fixture
+def rendered(tmp_path, photo_files):
+  import shutil
+
+  from conftest import run_cli
+
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  for path in photo_files.values():
+    shutil.copy(path, folder)
+  out = tmp_path / "renders"
+  run_cli("render", *TINY_RENDER, "-o", out)
+  return out, folder
+
+
+def test_trust_adds_versioned_numbers_with_the_photo_sets_identity(rendered):
+  import hashlib
+  import json
+
+  from conftest import run_cli
+
+  out, folder = rendered
+  report = json.loads(run_cli("trust", out, "--photos", folder, "--k", "2", "-w", "random",
+                              "--json").stdout)
+  assert [m["map"] for m in report["maps"]] == [0, 1]
+  assert report["path"] == ["conv1_1", "conv1_2", "pool1"]
+  record = json.loads((out / "render.json").read_text())["trust"]
+  assert record["version"] == trust.TRUST_VERSION and record["k"] == 2
+  names = sorted(p.name for p in folder.iterdir())
+  assert sorted(Path(p["path"]).name for p in record["photos"]) == names
+  for photo in record["photos"]:
+    assert photo["sha256"] == hashlib.sha256((folder / Path(photo["path"]).name)
+                                             .read_bytes()).hexdigest()
+  for entry in report["maps"]:
+    stored = record["maps"][str(entry["map"])]
+    assert stored["similarity"] == entry["similarity"] and len(stored["profile"]) == 3
+    assert 0 <= stored["percentile"] <= 100 and stored["objective"] >= 0
+
+
+def test_trust_refuses_other_weights_and_too_few_photos_in_one_line(rendered):
+  from conftest import error_line, run_cli
+
+  out, folder = rendered
+  line = error_line(run_cli("trust", out, "--photos", folder, "-w", "random:1",
+                            expect_exit=1))
+  assert "was rendered with weights random (seed 0)" in line and "--weights" in line
+  line = error_line(run_cli("trust", out, "--photos", folder, "--k", "9", "-w", "random",
+                            expect_exit=1))
+  assert "needs more than 9 readable photos" in line
+  line = error_line(run_cli("trust", out, "--photos", folder, "--k", "1", "-w", "random",
+                            expect_exit=1))
+  assert "--k must be at least 2" in line
+
+
+def test_a_malformed_trust_block_is_refused_and_a_rerender_drops_its_map(rendered):
+  import json
+
+  from conftest import error_line, run_cli
+
+  out, folder = rendered
+  run_cli("trust", out, "--photos", folder, "--k", "2", "-w", "random")
+  record_path = out / "render.json"
+  good = json.loads(record_path.read_text())
+  for breakage in ({"similarity": "1.0"}, {"top_photos": [99]}, {"off_path": 1},
+                   {"profile": [{"tap": "elsewhere", "render_top": 0, "top_top": 0,
+                                 "top_rest": 0, "similarity": None}]}):
+    bad = json.loads(json.dumps(good))
+    bad["trust"]["maps"]["0"].update(breakage)
+    record_path.write_text(json.dumps(bad))
+    line = error_line(run_cli("atlas", out, expect_exit=1))
+    assert "not a readable jaxviz render record (malformed trust" in line, (breakage, line)
+  record_path.write_text(json.dumps(good))
+  (out / "4_1.png").unlink()  # damaged: the next render renders it again
+  run_cli("render", *TINY_RENDER, "-o", out)
+  assert sorted(json.loads(record_path.read_text())["trust"]["maps"]) == ["0"]
