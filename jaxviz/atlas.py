@@ -3,7 +3,11 @@
 `DIR/index.html` shows every rendered map's thumbnail with its index and final
 objective, linking the full-size PNG; it sorts by index or by objective; and,
 given a `jaxviz top-images --all-maps` table, shows each map's top photos
-beside it. Everything it needs lies under DIR (thumbnails in `DIR/thumbs/`):
+beside it. Where `jaxviz trust` has run, each card also shows its trust
+numbers (`jaxviz.trust`), a small profile of the path similarity over the
+taps, and a badge on renders off the photos' path; the page sorts by them too.
+The photos a trust block names are shown by name only: a record's paths are
+never read. Everything it needs lies under DIR (thumbnails in `DIR/thumbs/`):
 no network, no CDN, no external script.
 """
 
@@ -41,6 +45,9 @@ header {{ margin-bottom: 1em; }}
 .photos img {{ width: {photo}px; height: {photo}px; object-fit: cover; }}
 .random {{ color: #b00; font-weight: bold; }}
 .dead {{ background: #b00; color: white; font-size: 11px; padding: 1px 4px; border-radius: 3px; }}
+.offpath {{ background: #d60; color: white; font-size: 11px; padding: 1px 4px; border-radius: 3px; }}
+.trust {{ font-size: 11px; color: #333; margin-top: 2px; }}
+.profile {{ display: block; margin-top: 2px; }}
 </style>
 </head>
 <body>
@@ -48,7 +55,7 @@ header {{ margin-bottom: 1em; }}
 <h1>{title}</h1>
 <p>{summary}</p>
 <p>Sort: <button id="by-index" type="button">by map index</button>
-<button id="by-objective" type="button">by final objective</button></p>
+<button id="by-objective" type="button">by final objective</button>{trust_buttons}</p>
 </header>
 <div id="maps">
 {cards}
@@ -57,13 +64,22 @@ header {{ margin-bottom: 1em; }}
 function sortMaps(key, descending) {{
   const box = document.getElementById("maps");
   const cards = Array.from(box.children);
-  cards.sort((a, b) => (parseFloat(a.dataset[key]) - parseFloat(b.dataset[key])) *
-                       (descending ? -1 : 1));
+  // A map without the number (no trust numbers, no reference) goes last.
+  const value = (card) => {{
+    const number = parseFloat(card.dataset[key]);
+    return isNaN(number) ? -Infinity : (descending ? number : -number);
+  }};
+  cards.sort((a, b) => (value(a) === value(b) ? 0 : (value(a) < value(b) ? 1 : -1)));
   cards.forEach((card) => box.appendChild(card));
 }}
 document.getElementById("by-index").addEventListener("click", () => sortMaps("index", false));
 document.getElementById("by-objective").addEventListener("click",
                                                          () => sortMaps("objective", true));
+for (const [id, key, descending] of [["by-similarity", "similarity", false],
+                                     ["by-ratio", "ratio", true]]) {{
+  const button = document.getElementById(id);
+  if (button) button.addEventListener("click", () => sortMaps(key, descending));
+}}
 </script>
 </body>
 </html>
@@ -152,6 +168,50 @@ def read_top_images(path: str | os.PathLike) -> dict[int, list[dict]]:
   return {int(m): rows for m, rows in table["maps"].items()}
 
 
+PROFILE_WIDTH, PROFILE_HEIGHT = 150, 28
+
+
+def _profile_svg(profile: list[dict], off_path: float) -> str:
+  """A map's path similarity over the taps as a small inline SVG: a point per tap with a
+  reference (y from -1 to 1.5), the 0 and 1 references as lines, `off_path` dashed."""
+  top, bottom = 1.5, -1.0
+  y = lambda value: PROFILE_HEIGHT * (top - min(max(value, bottom), top)) / (top - bottom)
+  step = PROFILE_WIDTH / max(len(profile) - 1, 1)
+  points = [f"{i * step:.1f},{y(tap['similarity']):.1f}" for i, tap in enumerate(profile)
+            if tap["similarity"] is not None]
+  lines = "".join(f'<line x1="0" x2="{PROFILE_WIDTH}" y1="{y(level):.1f}" y2="{y(level):.1f}" '
+                  f'stroke="#bbb" stroke-width="1"{dash}/>'
+                  for level, dash in ((0.0, ""), (1.0, ""), (off_path, ' stroke-dasharray="2,2"')))
+  taps = html.escape(" > ".join(fileio.display(tap["tap"]) for tap in profile))
+  return (f'<svg class="profile" width="{PROFILE_WIDTH}" height="{PROFILE_HEIGHT}" '
+          f'role="img" aria-label="path similarity by layer"><title>path similarity by '
+          f'layer: {taps} (lines at 0 and 1, dashed at {off_path:g})</title>{lines}'
+          f'<polyline fill="none" stroke="#06c" stroke-width="1.5" points="{" ".join(points)}"/>'
+          "</svg>")
+
+
+def _trust_html(entry: dict | None, block: dict | None, photo_names: list[str]
+                ) -> tuple[str, str, str]:
+  """(badge, caption lines, data attributes) of a map's entry in a checked record's trust
+  `block`."""
+  if entry is None:
+    return "", "", ""
+  ratio = "n/a" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
+  similarity = "n/a" if entry["similarity"] is None else f"{entry['similarity']:.2f}"
+  top = html.escape(", ".join(photo_names[i] for i in entry["top_photos"]))
+  badge = (' <span class="offpath" title="its activations on the way to this layer are less '
+           'like those of its top photos than its threshold allows">off the photos&#39; '
+           'path</span>' if entry["off_path"] else "")
+  caption = (f'<div class="trust" title="top photos: {top}">ratio to best photo {ratio} '
+             f'&middot; percentile {entry["percentile"]:.0f}'
+             + (" &middot; super-stimulus" if entry["super_stimulus"] else "")
+             + f'<br>path similarity {similarity}</div>'
+             + _profile_svg(entry["profile"], float(block["off_path_below"])))
+  data = (f' data-similarity="{"nan" if entry["similarity"] is None else format(entry["similarity"], ".6g")}"'
+          f' data-ratio="{"nan" if entry["ratio"] is None else format(entry["ratio"], ".6g")}"')
+  return badge, caption, data
+
+
 def _own_dir(path: Path) -> Path:
   """A folder the atlas writes into inside the render directory: refused if it is a
   link (a shared directory could point it anywhere)."""
@@ -178,10 +238,17 @@ def build_atlas(out_dir: str | os.PathLike,
   identity, digest = first["identity"], first["identity_hash"]
   objectives: dict[int, float] = {}
   dead: dict[int, int | None] = {}
+  trusted: dict[int, dict] = {}
+  trust_block = None
   for record in records:
     if record["identity_hash"] == digest:
       objectives.update({int(m): values[-1] for m, values in record["objectives"].items()})
       dead.update({int(m): scale for m, scale in record["dead_at_start"].items()})
+      if "trust" in record:
+        trust_block = record["trust"]
+        trusted.update({int(m): entry for m, entry in record["trust"]["maps"].items()})
+  photo_names = ([fileio.display(Path(photo["path"]).name) for photo in trust_block["photos"]]
+                 if trust_block else [])
   files, damaged = store.check_maps(out_dir, digest)
   thumbs = _own_dir(out_dir / "thumbs")
   if top_images:
@@ -204,11 +271,14 @@ def build_atlas(out_dir: str | os.PathLike,
               else f"came alive at scale {int(dead[map_index])}")
       badge = (f' <span class="dead" title="objective 0 and no gradient at the start: only the '
                f'weight decay moved this image; {fate}">dead at start</span>')
+    off_path, trust_caption, trust_data = _trust_html(trusted.get(map_index), trust_block,
+                                                         photo_names)
     cards.append(
-        f'<div class="map" data-index="{map_index}" data-objective="{objective:.6g}">'
+        f'<div class="map" data-index="{map_index}" data-objective="{objective:.6g}"{trust_data}>'
         f'<a href="{html.escape(name)}"><img class="thumb" src="thumbs/{html.escape(name)}" '
         f'alt="map {map_index}"></a>'
-        f'<div class="caption">fmap {map_index} &middot; objective {objective:.3f}{badge}</div>'
+        f'<div class="caption">fmap {map_index} &middot; objective {objective:.3f}{badge}'
+        f'{off_path}</div>{trust_caption}'
         + (f'<div class="photos">{photos}</div>' if photos else "") + "</div>")
   weights = identity["weights"]
   layer_name = first.get("layer_name", "")
@@ -228,10 +298,16 @@ def build_atlas(out_dir: str | os.PathLike,
              + f" &middot; seed {int(identity['seed'])} &middot; {text(identity['dtype'])}"
              + f" &middot; sides {int(first['sides'][0])}&ndash;{int(first['sides'][-1])} px"
              + (f" &middot; {len(dead)} dead at start" if dead else "")
+             + (f" &middot; trust numbers against {len(photo_names)} photos (k = "
+                f"{int(trust_block['k'])}): {sum(e['off_path'] for e in trusted.values())} off "
+                "the photos' path" if trust_block else "")
              + (f' &middot; <span class="random">{len(damaged)} missing or damaged (rerun the '
                 'command that made them to render them again)</span>' if damaged else ""))
+  trust_buttons = ('\n<button id="by-similarity" type="button">by path similarity</button>'
+                   '\n<button id="by-ratio" type="button">by ratio to the best photo</button>'
+                   if trusted else "")
   page = PAGE.format(title=text(title), summary=summary, cards="\n".join(cards),
-                     thumb=THUMB_SIDE, photo=PHOTO_SIDE)
+                     thumb=THUMB_SIDE, photo=PHOTO_SIDE, trust_buttons=trust_buttons)
   index = out_dir / "index.html"
   with fileio.atomic_write(index) as tmp:
     tmp.write_text(page, encoding="utf-8")

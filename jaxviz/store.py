@@ -13,8 +13,9 @@ multi-process sweep) is JSON:
   * `runs`: per run, the maps rendered, batch, workers, driver, device, JAX
     version and wall time.
   * `trust` (after `jaxviz trust`), versioned: the photo set (paths and
-    sha256s), k, the taps of the path, and {map: `trust.MapTrust.to_json()`
-    without its map}; a map rendered again loses its entry.
+    sha256s), k, the taps of the path, the similarity below which a map is
+    off the photos' path, and {map: `trust.MapTrust.to_json()` without its
+    map}; a map rendered again loses its entry.
 Each PNG is written atomically as soon as its batch finishes and the record is
 rewritten after every batch, so a killed render loses nothing finished. This
 module owns the format: the render use case (`jaxviz.app`) and the atlas read
@@ -91,14 +92,17 @@ def _by_map(table, valid) -> bool:
              for key, value in table.items())
 
 
-TRUST_VERSION = 1  # as trust.TRUST_VERSION, without importing JAX here
+TRUST_VERSION = 1  # of the `trust` block's format (`jaxviz.trust` writes it)
 
 
 def _trust_problem(trust) -> str | None:
   """What is malformed in a record's `trust` block (version 1), or None."""
   if not (isinstance(trust, dict) and trust.get("version") == TRUST_VERSION
           and isinstance(trust.get("photos"), list) and isinstance(trust.get("path"), list)
-          and isinstance(trust.get("maps"), dict) and _is_int(trust.get("k"), 2)):
+          and isinstance(trust.get("maps"), dict) and _is_int(trust.get("k"), 2)
+          and isinstance(trust.get("off_path_below"), (int, float))
+          and not isinstance(trust["off_path_below"], bool)
+          and math.isfinite(trust["off_path_below"])):
     return "malformed trust"
   photos, taps = trust["photos"], trust["path"]
   if not all(isinstance(photo, dict) and isinstance(photo.get("path"), str)
@@ -170,8 +174,11 @@ def _record_problem(record) -> str | None:
     return "malformed failed"
   if not all(isinstance(run, dict) for run in record["runs"]):
     return "malformed runs"
-  if "trust" in record:
-    return _trust_problem(record["trust"])
+  trust = record.get("trust")
+  if isinstance(trust, dict) and _is_int(trust.get("version")) and trust["version"] != TRUST_VERSION:
+    del record["trust"]  # another version's numbers: left out, replaced by the next `trust`
+  elif "trust" in record:
+    return _trust_problem(trust)
   return None
 
 

@@ -51,7 +51,6 @@ MIN_GAP = 0.05
 # A mean similarity below this: the render is processed more like unrelated
 # photos than like the unit's own top photos (our threshold; the paper gives none).
 OFF_PATH = 0.5
-TRUST_VERSION = 1
 
 
 @functools.partial(jax.jit, static_argnames=("model", "names"))

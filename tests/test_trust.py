@@ -29,7 +29,7 @@ import pytest
 from PIL import Image
 
 import jaxviz
-from jaxviz import trust
+from jaxviz import store, trust
 from jaxviz.errors import JaxvizError
 from jaxviz.optvis import models
 
@@ -140,13 +140,17 @@ def test_k_must_leave_other_photos(setup):
 
 # `jaxviz trust` on VGG16 (random weights, a tiny render, scikit-image's photos).
 
-TINY_RENDER = ["-l", "4", "-m", "0:2", "-w", "random", "--size0", "32", "--scales", "2",
-               "--steps", "3"]
+TINY_RENDER = ["-l", "4", "-m", "0:3", "-w", "random", "--size0", "32", "--scales", "2",
+               "--steps", "40"]
 
 
 @pytest.fixture
 def rendered(tmp_path, photo_files):
+  """A small render directory (3 maps) and a folder of 19 photos: scikit-image's, and the
+  suite's photo files (grey, RGBA)."""
   import shutil
+
+  from skimage import data
 
   from conftest import run_cli
 
@@ -154,6 +158,9 @@ def rendered(tmp_path, photo_files):
   folder.mkdir()
   for path in photo_files.values():
     shutil.copy(path, folder)
+  for name in PHOTO_NAMES:
+    image = np.asarray(getattr(data, name)())
+    Image.fromarray(image if image.ndim == 2 else image[..., :3]).save(folder / f"{name}.png")
   out = tmp_path / "renders"
   run_cli("render", *TINY_RENDER, "-o", out)
   return out, folder
@@ -168,10 +175,12 @@ def test_trust_adds_versioned_numbers_with_the_photo_sets_identity(rendered):
   out, folder = rendered
   report = json.loads(run_cli("trust", out, "--photos", folder, "--k", "2", "-w", "random",
                               "--json").stdout)
-  assert [m["map"] for m in report["maps"]] == [0, 1]
+  assert [m["map"] for m in report["maps"]] == [0, 1, 2]
+  assert any(m["similarity"] is not None for m in report["maps"])
   assert report["path"] == ["conv1_1", "conv1_2", "pool1"]
   record = json.loads((out / "render.json").read_text())["trust"]
-  assert record["version"] == trust.TRUST_VERSION and record["k"] == 2
+  assert record["version"] == store.TRUST_VERSION and record["k"] == 2
+  assert record["off_path_below"] == trust.OFF_PATH
   names = sorted(p.name for p in folder.iterdir())
   assert sorted(Path(p["path"]).name for p in record["photos"]) == names
   for photo in record["photos"]:
@@ -190,9 +199,9 @@ def test_trust_refuses_other_weights_and_too_few_photos_in_one_line(rendered):
   line = error_line(run_cli("trust", out, "--photos", folder, "-w", "random:1",
                             expect_exit=1))
   assert "was rendered with weights random (seed 0)" in line and "--weights" in line
-  line = error_line(run_cli("trust", out, "--photos", folder, "--k", "9", "-w", "random",
+  line = error_line(run_cli("trust", out, "--photos", folder, "--k", "30", "-w", "random",
                             expect_exit=1))
-  assert "needs more than 9 readable photos" in line
+  assert "needs more than 30 readable photos" in line
   line = error_line(run_cli("trust", out, "--photos", folder, "--k", "1", "-w", "random",
                             expect_exit=1))
   assert "--k must be at least 2" in line
@@ -218,4 +227,71 @@ def test_a_malformed_trust_block_is_refused_and_a_rerender_drops_its_map(rendere
   record_path.write_text(json.dumps(good))
   (out / "4_1.png").unlink()  # damaged: the next render renders it again
   run_cli("render", *TINY_RENDER, "-o", out)
-  assert sorted(json.loads(record_path.read_text())["trust"]["maps"]) == ["0"]
+  assert sorted(json.loads(record_path.read_text())["trust"]["maps"]) == ["0", "2"]
+
+
+def test_the_atlas_shows_the_numbers_escaped_and_reads_no_photo_a_record_names(rendered):
+  import json
+  import shutil
+
+  from conftest import run_cli
+
+  out, folder = rendered
+  shutil.copy(next(folder.iterdir()), folder / '<img src=x onerror=alert(1)>.png')
+  run_cli("trust", out, "--photos", folder, "--k", "2", "-w", "random")
+  record = json.loads((out / "render.json").read_text())
+  photos = [Path(photo["path"]).name for photo in record["trust"]["photos"]]
+  odd = photos.index("<img src=x onerror=alert(1)>.png")
+  for entry in record["trust"]["maps"].values():  # the odd name among every map's top photos
+    entry["top_photos"][0] = odd
+  record["trust"]["photos"][odd - 1]["path"] = "/etc/passwd"  # never read: shown by name only
+  (out / "render.json").write_text(json.dumps(record))
+  run_cli("atlas", out)
+  page = (out / "index.html").read_text()
+  entries = record["trust"]["maps"]
+  assert page.count('class="trust"') == len(entries) == 3
+  assert page.count('class="offpath"') == sum(e["off_path"] for e in entries.values())
+  assert page.count('<svg class="profile"') == 3 and "by-similarity" in page
+  assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.png" in page
+  assert not (out / "thumbs" / "photos").exists()
+
+
+@pytest.mark.skipif(
+    (__import__("shutil").which("chromium") is None
+     or not __import__("importlib").util.find_spec("playwright"))
+    and not __import__("os").environ.get("JAXVIZ_REQUIRE_BROWSER"),
+    reason="needs Debian's chromium and playwright (.ci/run installs both and sets "
+           "JAXVIZ_REQUIRE_BROWSER so this never skips in CI)")
+def test_the_atlas_sorts_by_the_trust_numbers_in_chromium(rendered):
+  import json
+  import shutil
+
+  from playwright.sync_api import sync_playwright
+
+  from conftest import run_cli
+
+  out, folder = rendered
+  run_cli("trust", out, "--photos", folder, "--k", "2", "-w", "random")
+  run_cli("atlas", out)
+  entries = json.loads((out / "render.json").read_text())["trust"]["maps"]
+  problems = []
+  with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path=shutil.which("chromium"),
+                                         args=["--no-sandbox", "--disable-gpu"])
+    page = browser.new_page()
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto((out / "index.html").as_uri())
+    page.wait_for_load_state("load")
+    order = {}
+    for button in ("by-similarity", "by-ratio"):
+      page.click(f"#{button}")
+      order[button] = [int(i) for i in page.eval_on_selector_all(
+          ".map", "els => els.map(e => e.dataset.index)")]
+    browser.close()
+  assert not problems, problems
+  missing_last = lambda value, sign: (value is None, 0 if value is None else sign * value)  # noqa: E731
+  assert order["by-similarity"] == sorted(
+      map(int, entries), key=lambda m: missing_last(entries[str(m)]["similarity"], 1))
+  assert order["by-ratio"] == sorted(
+      map(int, entries), key=lambda m: missing_last(entries[str(m)]["ratio"], -1))

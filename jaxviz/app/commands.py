@@ -558,7 +558,8 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int = 5,
   maps = sorted(renders)
   results = trust_lib.trust(target.model, params, np.stack([renders[m] for m in maps]), maps,
                             np.stack([image for _, _, image in read]), path, k)
-  block = {"version": trust_lib.TRUST_VERSION, "k": k, "path": list(path),
+  block = {"version": store.TRUST_VERSION, "k": k, "path": list(path),
+           "off_path_below": trust_lib.OFF_PATH,
            "photos": [{"path": fileio.display(p), "sha256": digest_} for p, digest_, _ in read],
            "maps": {str(result.map): {key: value for key, value in result.to_json().items()
                                       if key != "map"} for result in results}}
