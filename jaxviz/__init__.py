@@ -20,7 +20,7 @@ _LAZY = {
     "probe_photo": "jaxviz.api", "top_images": "jaxviz.api", "render_dir": "jaxviz.api",
     "sweep": "jaxviz.api", "compare": "jaxviz.api", "classify_photo": "jaxviz.api",
     "spectrum": "jaxviz.api", "layers_table": "jaxviz.api", "convert_weights": "jaxviz.api",
-    "png_info": "jaxviz.api", "build_atlas": "jaxviz.api",
+    "png_info": "jaxviz.api", "build_atlas": "jaxviz.api", "trust_dir": "jaxviz.api",
     "load_weights": "jaxviz.app", "Weights": "jaxviz.weights",
     "random_weights": "jaxviz.weights", "JaxvizError": "jaxviz.errors",
     "Layer": "jaxviz.layers", "feature_layers": "jaxviz.layers",

@@ -262,10 +262,11 @@ def render_dir(out, layer: str | int, maps: Sequence[int] | str | None = None, *
                force: bool = False, seed: int = 0, schedule=recipes_lib.Schedule(),
                batch: int | str = "auto", dtype: str = "float32", driver: str = "auto",
                diversity: int = 1, trace: bool = False, preview: bool = False,
-               progress: Progress = True) -> app.RenderOutcome:
+               photos=None, k: int = 5, progress: Progress = True) -> app.RenderOutcome:
   """`jaxviz render`: renders maps of a layer into the directory `out` (a PNG per
   map, grid.png, render.json), resuming what is finished there. `layer` may be a
-  "layer:map" address ("conv5_1:271") instead of a layer and `maps`.
+  "layer:map" address ("conv5_1:271") instead of a layer and `maps`. With `photos`
+  (a folder), then adds the trust numbers (`trust_dir`; the outcome's `trust`).
 
   Example:
     outcome = jaxviz.render_dir("renders", "conv5_1", [271, 15], weights="random")
@@ -278,7 +279,8 @@ def render_dir(out, layer: str | int, maps: Sequence[int] | str | None = None, *
     outcome = commands.render(layer, maps, out, _model(weights, arch, precision),
                               _options(seed, schedule, batch, dtype, driver, diversity, trace,
                                        preview),
-                              pre_relu=pre_relu, init=init, force=force, events=events)
+                              pre_relu=pre_relu, init=init, force=force, photos=photos, k=k,
+                              events=events)
   return _finish(outcome)
 
 
@@ -288,10 +290,11 @@ def sweep(out, layer: str | int, maps: Sequence[int] | str | None = None, *,
           process_index: int | None = None, process_count: int = 1, force: bool = False,
           seed: int = 0, schedule=recipes_lib.Schedule(), batch: int | str = "auto",
           dtype: str = "float32", driver: str = "auto", diversity: int = 1,
-          trace: bool = False, preview: bool = False,
+          trace: bool = False, preview: bool = False, photos=None, k: int = 5,
           progress: Progress = True) -> commands.SweepOutcome:
   """`jaxviz sweep`: every map of a layer (or `maps`) into `out`, then its atlas
-  (`out/index.html`; `top_images` a `top-images --all-maps` table)."""
+  (`out/index.html`; `top_images` a `top-images --all-maps` table; with `photos`, the
+  trust numbers first)."""
   layer, maps = _address(layer, "all" if maps is None and ":" not in str(layer) else maps)
   maps = _map_spec(maps)
   with _events(progress) as events:
@@ -300,8 +303,23 @@ def sweep(out, layer: str | int, maps: Sequence[int] | str | None = None, *,
                                       preview),
                              maps=maps, pre_relu=pre_relu, top_images=top_images,
                              process_index=process_index, process_count=process_count,
-                             force=force, events=events)
+                             force=force, photos=photos, k=k, events=events)
   return _finish(outcome)
+
+
+def trust_dir(out, photos, *, weights: str | Weights = "imagenet", k: int = 5,
+              precision: str = "default", progress: Progress = True) -> commands.TrustOutcome:
+  """`jaxviz trust`: each finished render of the VGG render directory `out` set beside
+  the photos of folder `photos` (README: "Can I trust this render?"); written into its
+  render.json. `weights` must be those it was rendered with.
+
+  Example:
+    found = jaxviz.trust_dir("renders", "photos/", weights="random")
+    [(m.map, m.ratio, m.similarity, m.off_path) for m in found.maps]
+  """
+  with _events(progress) as events:
+    return commands.trust(out, photos, _model(weights, layers.DEFAULT_ARCH, precision), k=k,
+                          events=events)
 
 
 def probe_photo(photo, layer: str | int, *, weights: str | Weights = "imagenet", top: int = 15,

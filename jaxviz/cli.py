@@ -16,9 +16,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from jaxviz import layers as layers_lib
-from jaxviz.cli_options import (ForceOption, JsonOption, LayerOption, MapsOption, PreReluOption,
-                                TopImagesOption, compare_options, model_options,
-                                render_options)
+from jaxviz.cli_options import (ForceOption, JsonOption, LayerOption, MapsOption, PhotosOption,
+                                PreReluOption, TopImagesOption, TopKOption, compare_options,
+                                model_options, render_options)
 from jaxviz.clikit import Command, Group, echo_json, user_errors
 from jaxviz.progress import ProgressEvents, duration, plural
 
@@ -166,6 +166,8 @@ def render(
     init: Annotated[Optional[Path], typer.Option(
         help="Start from this photo (resized to size0) instead of noise.")] = None,
     force: ForceOption = False,
+    photos: PhotosOption = None,
+    k: TopKOption = 5,
     as_json: JsonOption = False,
     model: Any = None,
     render: Any = None,
@@ -182,14 +184,16 @@ def render(
   """
   with ProgressEvents() as events:
     outcome = _commands().render(layer, maps, out, model, render, pre_relu=pre_relu,
-                                 init=init, force=force, events=events)
+                                 init=init, force=force, photos=photos, k=k, events=events)
   if as_json:
-    echo_json(outcome.record)
+    echo_json(outcome.to_json())
   else:
     written = (f"rendered {plural(len(outcome.rendered), 'map')} in "
                f"{duration(outcome.wall_time_s)}" if outcome.rendered else "rendered nothing new")
     typer.echo(f"{written}; {plural(len(outcome.record['files']), 'map')} in {out} "
                "(grid.png, render.json)")
+    if outcome.trust is not None:
+      _print_trust(outcome.trust)
   _end(outcome, RANDOM_RENDERS)
 
 
@@ -322,6 +326,8 @@ def sweep(
              "for independent jobs writing into one shared --out.")] = None,
     process_count: Annotated[int, typer.Option(help="See --process-index.")] = 1,
     force: ForceOption = False,
+    photos: PhotosOption = None,
+    k: TopKOption = 5,
     model: Any = None,
     render: Any = None,
 ):
@@ -340,8 +346,10 @@ def sweep(
     outcome = _commands().sweep(layer, out, model, render, maps=maps, pre_relu=pre_relu,
                                 top_images=top_images, distributed=distributed,
                                 process_index=process_index, process_count=process_count,
-                                force=force, events=events)
+                                force=force, photos=photos, k=k, events=events)
   done = outcome.render
+  if outcome.trust is not None:
+    _print_trust(outcome.trust)
   typer.echo(f"{plural(len(done.record['files']), 'map')} in {out} ({len(done.rendered)} "
              f"rendered now in {duration(done.wall_time_s)}); atlas: {outcome.atlas.index}")
   _end(outcome, RANDOM_RENDERS)
@@ -409,8 +417,7 @@ def trust(
     photos: Annotated[Path, typer.Option(
         "--photos", metavar="FOLDER",
         help="Natural photos to compare each render with (searched recursively).")],
-    k: Annotated[int, typer.Option(
-        "--k", help="Each map's top photos that its render is compared with.")] = 5,
+    k: TopKOption = 5,
     as_json: JsonOption = False,
     model: Any = None,
 ):
@@ -429,6 +436,11 @@ def trust(
     outcome = _commands().trust(out, photos, model, k=k, events=events)
   if as_json:
     return echo_json(outcome.to_json())
+  _print_trust(outcome)
+
+
+def _print_trust(outcome) -> None:
+  """The trust numbers as a table (`commands.TrustOutcome`)."""
   typer.echo(f"{'map':>5}  {'ratio':>6}  {'pctile':>6}  {'path':>6}  notes")
   for result in outcome.maps:
     ratio = "-" if result.ratio is None else f"{result.ratio:.2f}"

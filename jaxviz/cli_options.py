@@ -113,3 +113,9 @@ ForceOption = Annotated[bool, typer.Option(
     help="Start over in an --out that holds renders made with other settings.")]
 TopImagesOption = Annotated[Optional[Path], typer.Option(
     help="A `top-images --all-maps` JSON table: shows each map's top photos in the atlas.")]
+PhotosOption = Annotated[Optional[Path], typer.Option(
+    "--photos", metavar="FOLDER",
+    help="Natural photos to set each render beside: adds the trust numbers (jaxviz trust) "
+         "to render.json.")]
+TopKOption = Annotated[int, typer.Option(
+    "--k", help="With --photos: each map's top photos that its render is compared with.")]

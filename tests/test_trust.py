@@ -295,3 +295,32 @@ def test_the_atlas_sorts_by_the_trust_numbers_in_chromium(rendered):
       map(int, entries), key=lambda m: missing_last(entries[str(m)]["similarity"], 1))
   assert order["by-ratio"] == sorted(
       map(int, entries), key=lambda m: missing_last(entries[str(m)]["ratio"], -1))
+
+
+def test_render_and_sweep_take_photos_and_the_api_gives_the_same_numbers(rendered, tmp_path):
+  import json
+
+  from conftest import error_line, run_cli
+
+  out, folder = rendered
+  fresh = tmp_path / "with_photos"
+  report = json.loads(run_cli("render", *TINY_RENDER, "-o", fresh, "--photos", folder, "--k",
+                              "2", "--json").stdout)
+  assert sorted(m["map"] for m in report["trust"]["maps"]) == [0, 1, 2]
+  assert json.loads((fresh / "render.json").read_text())["trust"]["k"] == 2
+  with pytest.warns(UserWarning, match="RANDOM"):
+    found = jaxviz.trust_dir(fresh, folder, weights="random", k=2, progress=False)
+  assert [m.to_json() for m in found.maps] == report["trust"]["maps"]
+
+  swept = tmp_path / "swept"
+  run_cli("sweep", *TINY_RENDER, "-o", swept, "--photos", folder, "--k", "2")
+  assert (swept / "index.html").read_text().count('class="trust"') == 3
+
+  empty = tmp_path / "no_photos"
+  empty.mkdir()
+  line = error_line(run_cli("render", *TINY_RENDER, "-o", tmp_path / "never", "--photos", empty,
+                            expect_exit=1))
+  assert "no images in" in line and not (tmp_path / "never").exists()
+  line = error_line(run_cli("sweep", *TINY_RENDER, "-o", tmp_path / "never", "--photos", folder,
+                            "--process-index", "0", "--process-count", "2", expect_exit=1))
+  assert "run `jaxviz trust DIR --photos FOLDER` once every process has finished" in line

@@ -145,18 +145,42 @@ def classify(image, model: ModelSettings = ModelSettings(), top: int = 5,
 
 def render(layer, maps, out, model: ModelSettings = ModelSettings(),
            options: RenderOptions = RenderOptions(), *, pre_relu: bool = False, init=None,
-           force: bool = False, events: Events = Events()) -> rendering.RenderOutcome:
+           force: bool = False, photos=None, k: int = 5,
+           events: Events = Events()) -> rendering.RenderOutcome:
   """Renders `maps` of `layer` into the directory `out` (`jaxviz render`): a PNG per map,
-  grid.png and render.json; resumes what a killed or failed run left."""
+  grid.png and render.json; resumes what a killed or failed run left. With `photos`,
+  then adds the trust numbers (`trust`; the outcome's `trust`)."""
   options = options.check()
   if init is not None:
     fileio.read_image(init)
+  _check_trust_photos(photos, k)
   fileio.ensure_writable_dir(out)
   loaded, target = load_target(model, layer, pre_relu, events)
   map_list = layers_lib.parse_maps(maps, target.layer)
   events.begin(f"{target.describe()}, {plural(len(map_list), 'map')}")
-  return rendering.render_to_dir(loaded, target, map_list, out, options, init_path=init,
-                                 force=force, events=events)
+  outcome = rendering.render_to_dir(loaded, target, map_list, out, options, init_path=init,
+                                    force=force, events=events)
+  return _with_trust(outcome, out, photos, model, loaded, k, events)
+
+
+def _check_trust_photos(photos, k: int) -> None:
+  """Before rendering: `photos` (if any) is a folder with more than `k` image files."""
+  if photos is None:
+    return
+  if not (isinstance(k, int) and k >= 2):
+    raise SettingError("k", f"must be at least 2 (the top photos are compared in pairs), got {k!r}")
+  found = probe_lib.find_images(photos)
+  if len(found) <= k:
+    raise JaxvizError(f"k = {k} needs more than {k} photos; {fileio.display(photos)} has "
+                      f"{len(found)}")
+
+
+def _with_trust(outcome, out, photos, model: ModelSettings, loaded, k: int, events: Events):
+  """`outcome` with the trust numbers of what is finished in `out` against `photos`."""
+  if photos is None:
+    return outcome
+  found = trust(out, photos, dataclasses.replace(model, weights=loaded), k=k, events=events)
+  return dataclasses.replace(outcome, trust=found)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -170,8 +194,13 @@ class SweepOutcome(ShortRepr):
   def weights(self) -> weights_lib.Weights:
     return self.render.weights
 
+  @property
+  def trust(self):
+    """The trust numbers (`TrustOutcome`), with `--photos`."""
+    return self.render.trust
+
   def to_json(self) -> dict:
-    return {**self.render.record, "atlas": str(self.atlas.index)}
+    return {**self.render.to_json(), "atlas": str(self.atlas.index)}
 
   def error(self) -> JaxvizError | None:
     return self.render.error()
@@ -180,11 +209,12 @@ class SweepOutcome(ShortRepr):
 def sweep(layer, out, model: ModelSettings = ModelSettings(),
           options: RenderOptions = RenderOptions(), *, maps="all", pre_relu: bool = False,
           top_images=None, distributed: bool = False, process_index: int | None = None,
-          process_count: int = 1, force: bool = False,
+          process_count: int = 1, force: bool = False, photos=None, k: int = 5,
           events: Events = Events()) -> SweepOutcome:
   """Every map of a layer (or `maps`), chunked over every local device, resumable, then
   the atlas (`jaxviz sweep`). With `distributed`, `jax.distributed.initialize()`
-  first; process K of N renders maps[K::N]."""
+  first; process K of N renders maps[K::N]. With `photos`, the trust numbers are added
+  before the atlas is built (one process only: a distributed sweep runs `trust` after)."""
   if distributed:  # before anything starts JAX's backend
     process_index, process_count = execution.initialize_distributed()
   _positive("process_count", process_count)
@@ -193,6 +223,10 @@ def sweep(layer, out, model: ModelSettings = ModelSettings(),
                                         f"{process_index}")
   options = options.check()
   table = atlas_lib.read_top_images(top_images) if top_images is not None else None
+  if photos is not None and process_count > 1:
+    raise JaxvizError("--photos is for a sweep in one process; run `jaxviz trust DIR --photos "
+                      "FOLDER` once every process has finished")
+  _check_trust_photos(photos, k)
   fileio.ensure_writable_dir(out)
   loaded, target = load_target(model, layer, pre_relu, events)
   map_list = layers_lib.parse_maps(maps, target.layer)
@@ -204,6 +238,7 @@ def sweep(layer, out, model: ModelSettings = ModelSettings(),
   outcome = rendering.render_to_dir(loaded, target, map_list, out, options, force=force,
                                     process_index=process_index or 0,
                                     process_count=process_count, events=events)
+  outcome = _with_trust(outcome, out, photos, model, loaded, k, events)
   return SweepOutcome(outcome, atlas_lib.build_atlas(out, table))
 
 
@@ -515,8 +550,7 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int = 5,
   against the photos of folder `photos`: forward passes only, nothing re-rendered."""
   from jaxviz import trust as trust_lib
 
-  if not (isinstance(k, int) and k >= 2):
-    raise SettingError("k", f"must be at least 2 (the top photos are compared in pairs), got {k!r}")
+  _check_trust_photos(photos, k)
   out = Path(out)
   records = store.read_records(out)
   if not records:

@@ -273,6 +273,7 @@ class RenderOutcome(ShortRepr):
     wall_time_s: this call's rendering time.
     out: the render directory.
     weights: the weights rendered with.
+    trust: with --photos, the trust numbers added after (`commands.TrustOutcome`).
   """
 
   record: dict
@@ -282,6 +283,11 @@ class RenderOutcome(ShortRepr):
   wall_time_s: float
   out: Path
   weights: weights_lib.Weights
+  trust: object = None
+
+  def to_json(self) -> dict:
+    """The record, and with --photos the trust numbers (`--json`)."""
+    return {**self.record, **({"trust": self.trust.to_json()} if self.trust else {})}
 
   def error(self) -> JaxvizError | None:
     """The one error to end with if any map failed (the others are finished), else None."""
