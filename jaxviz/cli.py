@@ -479,6 +479,15 @@ def info(
   width = max(len(key) for key in rows)
   for key, value in sorted(rows.items()):
     typer.echo(f"  {key:<{width}}  {value}")
+  found = outcome.trust
+  if found is not None:
+    ratio = "n/a" if found["ratio"] is None else f"{found['ratio']:.2f}"
+    similarity = "n/a" if found["similarity"] is None else f"{found['similarity']:.2f}"
+    typer.echo(f"trust (against {found['photos']} photos, k = {found['k']}): ratio to the best "
+               f"photo {ratio}, percentile {found['percentile']:.0f}"
+               + (", a super-stimulus" if found["super_stimulus"] else "")
+               + f"; path similarity {similarity}"
+               + (" (OFF the photos' path)" if found["off_path"] else ""))
 
 
 @app.command("atlas", cls=Command)

@@ -324,3 +324,22 @@ def test_render_and_sweep_take_photos_and_the_api_gives_the_same_numbers(rendere
   line = error_line(run_cli("sweep", *TINY_RENDER, "-o", tmp_path / "never", "--photos", folder,
                             "--process-index", "0", "--process-count", "2", expect_exit=1))
   assert "run `jaxviz trust DIR --photos FOLDER` once every process has finished" in line
+
+
+def test_info_reports_a_renders_numbers_only_for_the_bytes_its_record_names(rendered, tmp_path):
+  import json
+  import shutil
+
+  from conftest import run_cli
+
+  out, folder = rendered
+  run_cli("trust", out, "--photos", folder, "--k", "2", "-w", "random")
+  entry = json.loads((out / "render.json").read_text())["trust"]["maps"]["1"]
+  shown = json.loads(run_cli("info", out / "4_1.png", "--json").stdout)["trust"]
+  assert shown["similarity"] == entry["similarity"] and shown["photos"] == 19 and shown["k"] == 2
+  assert "trust (against 19 photos, k = 2)" in run_cli("info", out / "4_1.png").stdout
+  elsewhere = tmp_path / "copy"
+  elsewhere.mkdir()
+  shutil.copy(out / "4_2.png", elsewhere / "4_1.png")  # another map's bytes under this name
+  shutil.copy(out / "render.json", elsewhere / "render.json")
+  assert "trust" not in json.loads(run_cli("info", elsewhere / "4_1.png", "--json").stdout)

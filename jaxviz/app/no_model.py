@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from jaxviz import atlas as atlas_lib
-from jaxviz import fileio, nets
+from jaxviz import fileio, nets, store
 from jaxviz import layers as layers_lib
 from jaxviz.errors import JaxvizError, SettingError
 
@@ -52,19 +52,39 @@ class InfoOutcome:
   png: Path
   title: str
   provenance: dict
+  trust: dict | None = None  # the map's trust numbers, if its directory's record has them
 
   def to_json(self) -> dict:
-    return {"title": self.title, **self.provenance}
+    return {"title": self.title, **self.provenance,
+            **({"trust": self.trust} if self.trust is not None else {})}
 
 
 def info(png) -> InfoOutcome:
-  """The provenance a jaxviz PNG carries in its text chunks (untrusted: bounded, flat)."""
+  """The provenance a jaxviz PNG carries in its text chunks (untrusted: bounded, flat),
+  and, for a render whose directory's record holds them, its trust numbers."""
   text = fileio.png_info(png)
   provenance = text.get(fileio.PROVENANCE_KEY)
   if not isinstance(provenance, dict):
     raise JaxvizError(f"{fileio.display(png)} was not written by jaxviz (it has no jaxviz "
                       "text chunk)")
-  return InfoOutcome(Path(png), text.get("Title", ""), provenance)
+  return InfoOutcome(Path(png), text.get("Title", ""), provenance, _trust_of(Path(png)))
+
+
+def _trust_of(png: Path) -> dict | None:
+  """The trust entry (with its photo count, k and threshold) that a record beside `png`
+  holds for it: only a record that names this file and the sha256 of these very bytes."""
+  records = store.read_records(png.parent, skip_broken=True)
+  if not records:
+    return None
+  digest = fileio.sha256_file(png)
+  for record in records:
+    for key, name in record["files"].items():
+      entry = record.get("trust", {}).get("maps", {}).get(key)
+      if name == png.name and record["sha256"].get(key) == digest and entry is not None:
+        block = record["trust"]
+        return {**entry, "photos": len(block["photos"]), "k": block["k"],
+                "off_path_below": block["off_path_below"]}
+  return None
 
 
 def atlas(out, top_images=None) -> atlas_lib.AtlasResult:
