@@ -1,0 +1,103 @@
+"""What the trust numbers cost (`jaxviz trust`): forward passes only, the photos' once per
+run and one per render.
+
+1. In one process, warm (compiled): seconds per image of the pooled activations up
+   to a layer (`trust.pooled_features`, batches of 16), for photos at 224 px and
+   renders at the sides a render has (96 px: --preview; 408 px: the defaults), as
+   seconds per 100 renders.
+2. As a user runs it: `jaxviz sweep --preview` of some maps, then `jaxviz trust` on
+   the directory against scikit-image's photos, each a process of its own; the
+   trust command's time as a fraction of the sweep's.
+
+  python benchmarks/bench_trust.py --json benchmarks/results/cpu_trust.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def per_image_seconds(model, params, path, side: int, count: int, repeats: int = 2) -> float:
+  from jaxviz import trust
+
+  images = np.random.default_rng(0).uniform(size=(count, side, side, 3)).astype(np.float32)
+  trust.pooled_features(model, params, images, path)  # compiles
+  began = time.perf_counter()
+  for _ in range(repeats):
+    trust.pooled_features(model, params, images, path)
+  return (time.perf_counter() - began) / (repeats * count)
+
+
+def timed(command: list[str]) -> float:
+  began = time.perf_counter()
+  result = subprocess.run(command, capture_output=True, text=True, cwd=tempfile.gettempdir())
+  if result.returncode != 0:
+    raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+  return time.perf_counter() - began
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--layers", default="10,24", help="layers to time (VGG16 indices)")
+  parser.add_argument("--sides", default="96,408", help="render sides to time")
+  parser.add_argument("--count", type=int, default=16, help="images per timing")
+  parser.add_argument("--maps", default="0:16", help="maps of the sweep (part 2)")
+  parser.add_argument("--sweep-layer", default="10")
+  parser.add_argument("--json", type=Path, help="write the figures here")
+  args = parser.parse_args()
+
+  from skimage import data
+  from PIL import Image
+
+  from jaxviz import app
+  from jaxviz.app.commands import trust_path
+  from jaxviz.vgg import resolve_target
+
+  loaded = app.load_weights("random")
+  figures = {"per_image_s": {}, "command": {}}
+  for layer in map(int, args.layers.split(",")):
+    target = resolve_target(layer)
+    path = trust_path(target)
+    params = loaded.subset(target.model.modules(frozenset(path)))
+    for side in [224, *map(int, args.sides.split(","))]:
+      seconds = per_image_seconds(target.model, params, path, side, args.count)
+      figures["per_image_s"][f"layer{layer}_{side}px"] = round(seconds, 4)
+      print(f"layer {layer}, {side} px: {seconds * 1000:.1f} ms per image, "
+            f"{seconds * 100:.1f} s per 100", flush=True)
+
+  with tempfile.TemporaryDirectory() as work:
+    work = Path(work)
+    photos = work / "photos"
+    photos.mkdir()
+    names = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina",
+             "hubble_deep_field", "colorwheel", "camera", "coins", "moon", "brick", "grass",
+             "gravel", "page", "text")
+    for name in names:
+      image = np.asarray(getattr(data, name)())
+      Image.fromarray(image if image.ndim == 2 else image[..., :3]).save(photos / f"{name}.png")
+    out = work / "sweep"
+    cli = [sys.executable, "-m", "jaxviz.cli"]
+    sweep_s = timed([*cli, "sweep", "-l", args.sweep_layer, "-m", args.maps, "-w", "random",
+                     "--preview", "-o", str(out)])
+    trust_s = timed([*cli, "trust", str(out), "--photos", str(photos), "-w", "random"])
+    maps = len(json.loads((out / "render.json").read_text())["files"])
+    figures["command"] = {"sweep": f"jaxviz sweep -l {args.sweep_layer} -m {args.maps} "
+                                   "-w random --preview", "maps": maps, "photos": len(names),
+                          "sweep_s": round(sweep_s, 2), "trust_s": round(trust_s, 2),
+                          "trust_over_sweep": round(trust_s / sweep_s, 3)}
+    print(f"sweep of {maps} maps {sweep_s:.1f} s; trust against {len(names)} photos "
+          f"{trust_s:.1f} s ({trust_s / sweep_s:.1%} of the sweep)")
+  if args.json:
+    args.json.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+  main()
