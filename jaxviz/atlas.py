@@ -190,15 +190,15 @@ def _profile_svg(profile: list[dict], off_path: float) -> str:
           "</svg>")
 
 
-def _trust_html(entry: dict | None, block: dict | None, photo_names: list[str]
-                ) -> tuple[str, str, str]:
+def _trust_html(entry: dict | None, block: dict | None) -> tuple[str, str, str]:
   """(badge, caption lines, data attributes) of a map's entry in a checked record's trust
-  `block`."""
+  `block` (its photos' names only: a record's paths are never read)."""
   if entry is None:
     return "", "", ""
   ratio = "n/a" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
   similarity = "n/a" if entry["similarity"] is None else f"{entry['similarity']:.2f}"
-  top = html.escape(", ".join(photo_names[i] for i in entry["top_photos"]))
+  top = html.escape(", ".join(fileio.display(Path(block["photos"][i]["path"]).name)
+                              for i in entry["top_photos"]))
   badge = (' <span class="offpath" title="its activations on the way to this layer are less '
            'like those of its top photos than its threshold allows">off the photos&#39; '
            'path</span>' if entry["off_path"] else "")
@@ -238,17 +238,15 @@ def build_atlas(out_dir: str | os.PathLike,
   identity, digest = first["identity"], first["identity_hash"]
   objectives: dict[int, float] = {}
   dead: dict[int, int | None] = {}
-  trusted: dict[int, dict] = {}
-  trust_block = None
+  trusted: dict[int, tuple[dict, dict]] = {}  # map: (entry, its record's trust block)
   for record in records:
     if record["identity_hash"] == digest:
       objectives.update({int(m): values[-1] for m, values in record["objectives"].items()})
       dead.update({int(m): scale for m, scale in record["dead_at_start"].items()})
-      if "trust" in record:
-        trust_block = record["trust"]
-        trusted.update({int(m): entry for m, entry in record["trust"]["maps"].items()})
-  photo_names = ([fileio.display(Path(photo["path"]).name) for photo in trust_block["photos"]]
-                 if trust_block else [])
+      trusted.update(store.trust_entries(record))
+  blocks = {id(block): block for _, block in trusted.values()}
+  photo_sets = {len(block["photos"]) for block in blocks.values()}
+  k_values = {int(block["k"]) for block in blocks.values()}
   files, damaged = store.check_maps(out_dir, digest)
   thumbs = _own_dir(out_dir / "thumbs")
   if top_images:
@@ -271,8 +269,7 @@ def build_atlas(out_dir: str | os.PathLike,
               else f"came alive at scale {int(dead[map_index])}")
       badge = (f' <span class="dead" title="objective 0 and no gradient at the start: only the '
                f'weight decay moved this image; {fate}">dead at start</span>')
-    off_path, trust_caption, trust_data = _trust_html(trusted.get(map_index), trust_block,
-                                                         photo_names)
+    off_path, trust_caption, trust_data = _trust_html(*trusted.get(map_index, (None, None)))
     cards.append(
         f'<div class="map" data-index="{map_index}" data-objective="{objective:.6g}"{trust_data}>'
         f'<a href="{html.escape(name)}"><img class="thumb" src="thumbs/{html.escape(name)}" '
@@ -298,9 +295,11 @@ def build_atlas(out_dir: str | os.PathLike,
              + f" &middot; seed {int(identity['seed'])} &middot; {text(identity['dtype'])}"
              + f" &middot; sides {int(first['sides'][0])}&ndash;{int(first['sides'][-1])} px"
              + (f" &middot; {len(dead)} dead at start" if dead else "")
-             + (f" &middot; trust numbers against {len(photo_names)} photos (k = "
-                f"{int(trust_block['k'])}): {sum(e['off_path'] for e in trusted.values())} off "
-                "the photos' path" if trust_block else "")
+             + (f" &middot; trust numbers of {len(trusted)} maps against "
+                f"{'/'.join(map(str, sorted(photo_sets)))} photos (k = "
+                f"{'/'.join(map(str, sorted(k_values)))}): "
+                f"{sum(entry['off_path'] for entry, _ in trusted.values())} off the photos' path"
+                if trusted else "")
              + (f' &middot; <span class="random">{len(damaged)} missing or damaged (rerun the '
                 'command that made them to render them again)</span>' if damaged else ""))
   trust_buttons = ('\n<button id="by-similarity" type="button">by path similarity</button>'

@@ -280,15 +280,13 @@ def progress_bar():
     console = Console(stderr=True, force_jupyter=False)
 
   class TimeLeftColumn(TimeRemainingColumn):
-    """rich's time left, except for a render (a task with an `estimate` field), which
-    shows `Estimator`'s (from the task's `left` field; blank until it is ready)."""
+    """rich's time left (from the recent rate), except for a render once `Estimator` is
+    ready (the task's `left` field), which shows the estimator's."""
 
     def render(self, task):
-      if "estimate" not in task.fields or task.finished:
-        return super().render(task)
       left = task.fields.get("left")
-      if left is None:
-        return Text("-:--:--", style="progress.remaining")
+      if left is None or task.finished:
+        return super().render(task)
       minutes, seconds = divmod(int(left), 60)
       hours, minutes = divmod(minutes, 60)
       return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
@@ -351,7 +349,7 @@ class ProgressEvents(Events):
       where = f" in {plan.out}" if plan.out is not None else ""
       self.note(f"{plural(plan.skipped, 'map')} already rendered{where}, skipped")
     # One more unit for writing: the bar completes when the outputs are written.
-    self.bar.update(self.task, total=plan.work + 1, estimate=True)
+    self.bar.update(self.task, total=plan.work + 1)
 
   def side_by_side(self, batches: int) -> None:
     with self.lock:
@@ -386,6 +384,11 @@ class ProgressEvents(Events):
     return line
 
   def out_of_memory(self, new_batch: int) -> None:
+    # The plan's batches no longer hold: no estimate rather than a wrong one (the bar
+    # goes back to rich's rate).
+    with self.lock:
+      self.estimator = None
+      self.bar.update(self.task, left=None)
     self.note(f"out of device memory: batch halved to {new_batch}")
 
   def dead(self, map_index: int, first_alive: int | None) -> None:

@@ -15,7 +15,9 @@ multi-process sweep) is JSON:
   * `trust` (after `jaxviz trust`), versioned: the photo set (paths and
     sha256s), k, the taps of the path, the similarity below which a map is
     off the photos' path, and {map: `trust.MapTrust.to_json()` without its
-    map}; a map rendered again loses its entry.
+    map, with the sha256 of the PNG it describes}; a map rendered again
+    loses its entry, and an entry is used only while that sha256 is the
+    record's.
 Each PNG is written atomically as soon as its batch finishes and the record is
 rewritten after every batch, so a killed render loses nothing finished. This
 module owns the format: the render use case (`jaxviz.app`) and the atlas read
@@ -86,44 +88,67 @@ def _is_number(value) -> bool:
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+_MAP_KEY = re.compile(r"0|[1-9][0-9]{0,6}")  # as str(map): one spelling per map, ASCII digits
+
+
 def _by_map(table, valid) -> bool:
   """`table` is {map index as decimal text: value} with every value `valid`."""
-  return all(isinstance(key, str) and key.isdigit() and len(key) <= 7 and valid(key, value)
+  return all(isinstance(key, str) and _MAP_KEY.fullmatch(key) is not None and valid(key, value)
              for key, value in table.items())
 
 
+def _finite(value) -> bool:
+  """A finite JSON number (not a bool; an int within float range)."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return False
+  return abs(value) < 2**1023 if isinstance(value, int) else math.isfinite(value)
+
+
 TRUST_VERSION = 1  # of the `trust` block's format (`jaxviz.trust` writes it)
+# Bounds on a trust block from elsewhere, far above what `jaxviz trust` writes.
+MAX_TRUST_PHOTOS = 100_000
+MAX_TRUST_TAPS = 1_000
+MAX_TRUST_TEXT = 4_096
 
 
 def _trust_problem(trust) -> str | None:
-  """What is malformed in a record's `trust` block (version 1), or None."""
-  if not (isinstance(trust, dict) and trust.get("version") == TRUST_VERSION
-          and isinstance(trust.get("photos"), list) and isinstance(trust.get("path"), list)
-          and isinstance(trust.get("maps"), dict) and _is_int(trust.get("k"), 2)
-          and isinstance(trust.get("off_path_below"), (int, float))
-          and not isinstance(trust["off_path_below"], bool)
-          and math.isfinite(trust["off_path_below"])):
+  """What is malformed in a record's `trust` block (version 1), or None: every field
+  present, of its type and range, and consistent with the others (a forged flag
+  disagreeing with its numbers is refused)."""
+  if not (isinstance(trust, dict) and isinstance(trust.get("photos"), list)
+          and isinstance(trust.get("path"), list) and isinstance(trust.get("maps"), dict)
+          and _is_int(trust.get("k"), 2) and _finite(trust.get("off_path_below"))
+          and 0 < len(trust["photos"]) <= MAX_TRUST_PHOTOS
+          and 0 < len(trust["path"]) <= MAX_TRUST_TAPS and trust["k"] < len(trust["photos"])):
     return "malformed trust"
-  photos, taps = trust["photos"], trust["path"]
-  if not all(isinstance(photo, dict) and isinstance(photo.get("path"), str)
+  photos, taps, k, threshold = trust["photos"], trust["path"], trust["k"], trust["off_path_below"]
+  text = lambda value: isinstance(value, str) and len(value) <= MAX_TRUST_TEXT
+  if not all(isinstance(photo, dict) and text(photo.get("path"))
              and isinstance(photo.get("sha256"), str) and _SHA256.fullmatch(photo["sha256"])
-             for photo in photos) or not all(isinstance(tap, str) for tap in taps):
+             for photo in photos) or not all(map(text, taps)):
     return "malformed trust photos or path"
-  finite = lambda value: _is_number(value) and value is not None and math.isfinite(value)
-  optional = lambda value: value is None or finite(value)
+  optional = lambda entry, name: name in entry and (entry[name] is None or _finite(entry[name]))
 
-  def tap_ok(tap) -> bool:
-    return (isinstance(tap, dict) and tap.get("tap") in taps and optional(tap.get("similarity"))
-            and all(finite(tap.get(name)) for name in ("render_top", "top_top", "top_rest")))
+  def tap_ok(tap, name) -> bool:
+    return (isinstance(tap, dict) and tap.get("tap") == name and optional(tap, "similarity")
+            and all(_finite(tap.get(number)) for number in ("render_top", "top_top", "top_rest")))
 
   def map_ok(key, entry) -> bool:
-    return (isinstance(entry, dict)
-            and all(finite(entry.get(name)) for name in ("objective", "best_photo", "percentile"))
-            and optional(entry.get("ratio")) and optional(entry.get("similarity"))
+    if not (isinstance(entry, dict)
+            and all(_finite(entry.get(name)) for name in ("objective", "best_photo", "percentile"))
+            and optional(entry, "ratio") and optional(entry, "similarity")
             and all(isinstance(entry.get(name), bool) for name in ("super_stimulus", "off_path"))
-            and isinstance(entry.get("top_photos"), list)
+            and isinstance(entry.get("sha256"), str) and _SHA256.fullmatch(entry["sha256"])
+            and isinstance(entry.get("top_photos"), list) and len(entry["top_photos"]) == k
             and all(_is_int(i, 0, len(photos) - 1) for i in entry["top_photos"])
-            and isinstance(entry.get("profile"), list) and all(map(tap_ok, entry["profile"])))
+            and len(set(entry["top_photos"])) == k
+            and isinstance(entry.get("profile"), list) and len(entry["profile"]) == len(taps)
+            and all(map(tap_ok, entry["profile"], taps))):
+      return False
+    similarity = entry["similarity"]
+    return (0 <= entry["percentile"] <= 100
+            and entry["super_stimulus"] == (entry["objective"] > entry["best_photo"])
+            and entry["off_path"] == (similarity is not None and similarity < threshold))
 
   return None if _by_map(trust["maps"], map_ok) else "malformed trust maps"
 
@@ -174,12 +199,16 @@ def _record_problem(record) -> str | None:
     return "malformed failed"
   if not all(isinstance(run, dict) for run in record["runs"]):
     return "malformed runs"
-  trust = record.get("trust")
-  if isinstance(trust, dict) and _is_int(trust.get("version")) and trust["version"] != TRUST_VERSION:
+  if "trust" not in record:
+    return None
+  trust = record["trust"]
+  version = trust.get("version") if isinstance(trust, dict) else None
+  if not _is_int(version, 1, 1_000_000):
+    return "malformed trust"
+  if version != TRUST_VERSION:
     del record["trust"]  # another version's numbers: left out, replaced by the next `trust`
-  elif "trust" in record:
-    return _trust_problem(trust)
-  return None
+    return None
+  return _trust_problem(trust)
 
 
 def read_record(path) -> dict | None:
@@ -198,7 +227,8 @@ def read_record(path) -> dict | None:
   try:
     record = json.loads(path.read_text(encoding="utf-8"))
     problem = _record_problem(record)
-  except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError,
+          OverflowError) as error:  # ValueError: an integer of over 4300 digits
     problem = (str(error).splitlines() or [type(error).__name__])[0]
   if problem is not None:
     raise JaxvizError(f"{fileio.display(path)} is not a readable jaxviz render record "
@@ -274,6 +304,16 @@ def load_renders(out_dir, maps: Sequence[int] | None = None, identity_hash_: str
   return {m: fileio.read_image(Path(out_dir) / files[m]) for m in wanted}
 
 
+def trust_entries(record: dict) -> dict[int, tuple[dict, dict]]:
+  """{map: (entry, its block)}: a checked record's trust numbers that describe its PNGs as
+  they are now (the entry's sha256 is the record's)."""
+  block = record.get("trust")
+  if not block:
+    return {}
+  return {int(key): (entry, block) for key, entry in block["maps"].items()
+          if record["sha256"].get(key) == entry["sha256"]}
+
+
 def add_trust(out_dir, identity_hash_: str, trust: dict) -> list[Path]:
   """Writes `trust` (the block `_trust_problem` checks, its maps {map: entry}) into every
   record of `out_dir` with this identity, each keeping the maps it holds; returns
@@ -284,7 +324,10 @@ def add_trust(out_dir, identity_hash_: str, trust: dict) -> list[Path]:
       record = read_record(path)
       if record is None or record["identity_hash"] != identity_hash_:
         continue
-      mine = {key: entry for key, entry in trust["maps"].items() if key in record["files"]}
+      # Only the numbers of the very PNGs this record holds now (a map rendered again
+      # meanwhile keeps none).
+      mine = {key: entry for key, entry in trust["maps"].items()
+              if record["sha256"].get(key) == entry["sha256"]}
       record["trust"] = {**trust, "maps": mine}
       fileio.write_json(path, record)
       written.append(path)

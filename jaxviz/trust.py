@@ -21,7 +21,8 @@ both, per rendered map, against a set of photos (forward passes only):
     1: the render is as alike to the top photos, tap by tap, as they are to
     each other; 0: no more alike than unrelated photos; below 0: less.
     `similarity` is the mean over the taps with a reference (top~top above
-    top~rest by at least MIN_GAP); `off_path` when it is below OFF_PATH.
+    top~rest by at least MIN_GAP), none if fewer than k photos excite the
+    unit at all; `off_path` when it is below OFF_PATH.
 
 Conventions:
   * The network is an optimisation-core model (`jaxviz.optvis.models`) and
@@ -177,7 +178,10 @@ def map_trust(map_index: int, render: dict, photos: dict, path: Sequence[str], k
   top = np.argsort(-values, kind="stable")[:k]
   profile = path_profile(render, photos, top, path)
   defined = [tap.similarity for tap in profile if tap.similarity is not None]
-  similarity = float(np.mean(defined)) if defined else None
+  # A map that fewer than k photos excite has no top-k: its "top" would be filled with
+  # photos it is silent on, in file order.
+  excited = bool(values[top[-1]] > 0)
+  similarity = float(np.mean(defined)) if defined and excited else None
   return MapTrust(map_index, objective, float(values.max()), ratio, percentile, above,
                   tuple(int(i) for i in top), profile, similarity,
                   similarity is not None and similarity < OFF_PATH)

@@ -264,3 +264,23 @@ def test_steps_are_reported_once_computed_not_once_queued(monkeypatch, vgg16_wei
   render.render_batch(recipe, target.model, params, np.array([0, 1]), jax.random.key(0),
                       driver="loop", on_steps=on_steps)
   assert on_steps.total == 12 and len(dispatched) == 12 and not early, early
+
+
+def test_running_out_of_memory_drops_the_estimate():
+  """After the batch is halved the plan's batches no longer hold: the bar goes back to
+  rich's rate instead of showing a wrong time left."""
+  load, machine = CASES["preview_layer24_8maps"]
+  events, _ = timeline(load, machine)
+  now = [0.0]
+  with ProgressEvents(clock=lambda: now[0]) as progress:
+    progress.begin("rendering 8 maps")
+    progress.plan(app.RenderPlan(0, 8, 4, load, 96, None))
+    progress.side_by_side(2)
+    progress.note = lambda line: None
+    for at, batch, scale in events[:len(events) // 2]:
+      now[0] = at
+      progress.steps(batch, scale, 1, load.step_work[scale])
+    assert progress.bar.tasks[progress.task].fields["left"] is not None
+    progress.out_of_memory(2)
+    progress.steps(9, 0, 1, load.step_work[0])
+    assert progress.bar.tasks[progress.task].fields["left"] is None

@@ -201,7 +201,7 @@ def test_trust_refuses_other_weights_and_too_few_photos_in_one_line(rendered):
   assert "was rendered with weights random (seed 0)" in line and "--weights" in line
   line = error_line(run_cli("trust", out, "--photos", folder, "--k", "30", "-w", "random",
                             expect_exit=1))
-  assert "needs more than 30 readable photos" in line
+  assert "needs more than 30 photos" in line
   line = error_line(run_cli("trust", out, "--photos", folder, "--k", "1", "-w", "random",
                             expect_exit=1))
   assert "--k must be at least 2" in line
@@ -216,14 +216,34 @@ def test_a_malformed_trust_block_is_refused_and_a_rerender_drops_its_map(rendere
   run_cli("trust", out, "--photos", folder, "--k", "2", "-w", "random")
   record_path = out / "render.json"
   good = json.loads(record_path.read_text())
-  for breakage in ({"similarity": "1.0"}, {"top_photos": [99]}, {"off_path": 1},
-                   {"profile": [{"tap": "elsewhere", "render_top": 0, "top_top": 0,
-                                 "top_rest": 0, "similarity": None}]}):
+  entry = good["trust"]["maps"]["0"]
+  profile = entry["profile"]
+  for breakage in ({"similarity": "1.0"}, {"top_photos": [99, 0]}, {"off_path": 1},
+                   {"off_path": not entry["off_path"]},  # disagrees with its similarity
+                   {"super_stimulus": not entry["super_stimulus"]}, {"percentile": 101},
+                   {"top_photos": [0, 0]}, {"top_photos": [0, 1, 2]}, {"sha256": "x"},
+                   {"objective": 10**400}, {"profile": profile[:-1]},
+                   {"profile": [{**profile[0], "tap": "elsewhere"}, *profile[1:]]}):
     bad = json.loads(json.dumps(good))
     bad["trust"]["maps"]["0"].update(breakage)
     record_path.write_text(json.dumps(bad))
     line = error_line(run_cli("atlas", out, expect_exit=1))
     assert "not a readable jaxviz render record (malformed trust" in line, (breakage, line)
+  for edit in (lambda block: block["maps"]["0"].pop("ratio"),
+               lambda block: block["maps"].update({"07": block["maps"]["0"]}),
+               lambda block: block.update(version=True), lambda block: block.update(k=30)):
+    bad = json.loads(json.dumps(good))
+    edit(bad["trust"])
+    record_path.write_text(json.dumps(bad))
+    line = error_line(run_cli("atlas", out, expect_exit=1))
+    assert "not a readable jaxviz render record (malformed trust" in line, line
+    # info reads the PNG; a broken record beside it only means no trust numbers.
+    assert "trust" not in json.loads(run_cli("info", out / "4_0.png", "--json").stdout)
+  newer = json.loads(json.dumps(good))
+  newer["trust"]["version"] = 2  # a later jaxviz's numbers: left out, not an error
+  record_path.write_text(json.dumps(newer))
+  run_cli("atlas", out)
+  assert 'class="trust"' not in (out / "index.html").read_text()
   record_path.write_text(json.dumps(good))
   (out / "4_1.png").unlink()  # damaged: the next render renders it again
   run_cli("render", *TINY_RENDER, "-o", out)
@@ -243,7 +263,7 @@ def test_the_atlas_shows_the_numbers_escaped_and_reads_no_photo_a_record_names(r
   photos = [Path(photo["path"]).name for photo in record["trust"]["photos"]]
   odd = photos.index("<img src=x onerror=alert(1)>.png")
   for entry in record["trust"]["maps"].values():  # the odd name among every map's top photos
-    entry["top_photos"][0] = odd
+    entry["top_photos"] = [odd] + [i for i in entry["top_photos"] if i != odd][:1]
   record["trust"]["photos"][odd - 1]["path"] = "/etc/passwd"  # never read: shown by name only
   (out / "render.json").write_text(json.dumps(record))
   run_cli("atlas", out)
@@ -306,11 +326,14 @@ def test_render_and_sweep_take_photos_and_the_api_gives_the_same_numbers(rendere
   fresh = tmp_path / "with_photos"
   report = json.loads(run_cli("render", *TINY_RENDER, "-o", fresh, "--photos", folder, "--k",
                               "2", "--json").stdout)
-  assert sorted(m["map"] for m in report["trust"]["maps"]) == [0, 1, 2]
-  assert json.loads((fresh / "render.json").read_text())["trust"]["k"] == 2
+  # --json is the record as written, trust block included.
+  assert report == json.loads((fresh / "render.json").read_text())
+  assert sorted(report["trust"]["maps"]) == ["0", "1", "2"] and report["trust"]["k"] == 2
   with pytest.warns(UserWarning, match="RANDOM"):
     found = jaxviz.trust_dir(fresh, folder, weights="random", k=2, progress=False)
-  assert [m.to_json() for m in found.maps] == report["trust"]["maps"]
+  for result in found.maps:
+    stored = report["trust"]["maps"][str(result.map)]
+    assert stored["similarity"] == result.similarity and stored["ratio"] == result.ratio
 
   swept = tmp_path / "swept"
   run_cli("sweep", *TINY_RENDER, "-o", swept, "--photos", folder, "--k", "2")
@@ -343,3 +366,32 @@ def test_info_reports_a_renders_numbers_only_for_the_bytes_its_record_names(rend
   shutil.copy(out / "4_2.png", elsewhere / "4_1.png")  # another map's bytes under this name
   shutil.copy(out / "render.json", elsewhere / "render.json")
   assert "trust" not in json.loads(run_cli("info", elsewhere / "4_1.png", "--json").stdout)
+
+
+def test_the_atlas_reads_each_records_numbers_against_its_own_photo_set(rendered):
+  """Two records (two processes' shares) with different photo sets: each map's photo names
+  come from its own record's block."""
+  import json
+
+  from conftest import run_cli
+
+  out, folder = rendered
+  run_cli("trust", out, "--photos", folder, "--k", "2", "-w", "random")
+  record = json.loads((out / "render.json").read_text())
+  other = json.loads(json.dumps(record))
+  names = [Path(photo["path"]).name for photo in record["trust"]["photos"]]
+  far = max(record["trust"]["maps"], key=lambda m: max(record["trust"]["maps"][m]["top_photos"]))
+  assert max(record["trust"]["maps"][far]["top_photos"]) >= 3
+  other["trust"]["photos"] = [{**photo, "path": f"other_{i}.png"}
+                              for i, photo in enumerate(record["trust"]["photos"][:3])]
+  kept = next(m for m in other["trust"]["maps"] if m != far)
+  other["trust"]["maps"] = {kept: {**other["trust"]["maps"][kept], "top_photos": [0, 1]}}
+  for key in list(other["files"]):  # this share holds only the kept map
+    if key != kept:
+      for table in ("files", "sha256", "objectives"):
+        other[table].pop(key, None)
+  (out / "render.p1.json").write_text(json.dumps(other))
+  run_cli("atlas", out)
+  page = (out / "index.html").read_text()
+  far_names = ", ".join(names[i] for i in record["trust"]["maps"][far]["top_photos"])
+  assert f"top photos: {far_names}" in page and "top photos: other_0.png, other_1.png" in page

@@ -157,6 +157,8 @@ def render(layer, maps, out, model: ModelSettings = ModelSettings(),
   fileio.ensure_writable_dir(out)
   loaded, target = load_target(model, layer, pre_relu, events)
   map_list = layers_lib.parse_maps(maps, target.layer)
+  if photos is not None:
+    _check_trust_arch(target.arch, out)
   events.begin(f"{target.describe()}, {plural(len(map_list), 'map')}")
   outcome = rendering.render_to_dir(loaded, target, map_list, out, options, init_path=init,
                                     force=force, events=events)
@@ -175,12 +177,20 @@ def _check_trust_photos(photos, k: int) -> None:
                       f"{len(found)}")
 
 
+def _check_trust_arch(arch: str, out) -> None:
+  if not nets.is_vgg(arch):
+    raise JaxvizError(f"jaxviz trust reads VGG renders for now; {fileio.display(out)} holds "
+                      f"{fileio.display(arch)} renders")
+
+
 def _with_trust(outcome, out, photos, model: ModelSettings, loaded, k: int, events: Events):
-  """`outcome` with the trust numbers of what is finished in `out` against `photos`."""
+  """`outcome` with the trust numbers of what is finished in `out` against `photos`, and
+  its record as it is after them."""
   if photos is None:
     return outcome
   found = trust(out, photos, dataclasses.replace(model, weights=loaded), k=k, events=events)
-  return dataclasses.replace(outcome, trust=found)
+  return dataclasses.replace(outcome, trust=found,
+                             record=store.read_record(Path(out) / store.RECORD_NAME))
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -230,6 +240,8 @@ def sweep(layer, out, model: ModelSettings = ModelSettings(),
   fileio.ensure_writable_dir(out)
   loaded, target = load_target(model, layer, pre_relu, events)
   map_list = layers_lib.parse_maps(maps, target.layer)
+  if photos is not None:
+    _check_trust_arch(target.arch, out)
   devices = jax.local_devices()
   events.note(f"{len(devices)} {devices[0].platform} device(s)"
               + (f", process {process_index or 0} of {process_count}" if process_count > 1
@@ -238,8 +250,11 @@ def sweep(layer, out, model: ModelSettings = ModelSettings(),
   outcome = rendering.render_to_dir(loaded, target, map_list, out, options, force=force,
                                     process_index=process_index or 0,
                                     process_count=process_count, events=events)
-  outcome = _with_trust(outcome, out, photos, model, loaded, k, events)
-  return SweepOutcome(outcome, atlas_lib.build_atlas(out, table))
+  try:
+    outcome = _with_trust(outcome, out, photos, model, loaded, k, events)
+  finally:  # the finished maps get their atlas even if the trust numbers fail
+    built = atlas_lib.build_atlas(out, table)
+  return SweepOutcome(outcome, built)
 
 
 # Photos: probe, top-images, spectrum.
@@ -539,8 +554,10 @@ class TrustOutcome(ShortRepr):
 def trust_path(target: vgg.Target) -> tuple[str, ...]:
   """The taps from the input up to `target`'s: every VGG conv before it (read after its
   ReLU), then the tap rendered."""
+  # A conv is read after its ReLU: the convs whose ReLU comes before the tap read
+  # (relu5_1, the tap of conv5_1, is not counted twice).
   before = [layer.name for layer in layers_lib.conv_layers(target.arch)
-            if layer.index < target.layer.index]
+            if layer.index + 1 < target.read.index]
   return tuple(before) + (target.feature_name,)
 
 
@@ -558,9 +575,7 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int = 5,
   digest, identity = records[0]["identity_hash"], records[0]["identity"]
   if any(record["identity_hash"] != digest for record in records):
     raise JaxvizError(f"{fileio.display(out)} holds renders made with different settings")
-  if not nets.is_vgg(identity["arch"]):
-    raise JaxvizError(f"jaxviz trust reads VGG renders for now; {fileio.display(out)} holds "
-                      f"{fileio.display(identity['arch'])} renders")
+  _check_trust_arch(identity["arch"], out)
   paths = probe_lib.find_images(photos)
   loaded, target = load_target(dataclasses.replace(model, arch=identity["arch"]),
                                identity["layer"], bool(identity.get("pre_relu", False)), events)
@@ -592,11 +607,13 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int = 5,
   maps = sorted(renders)
   results = trust_lib.trust(target.model, params, np.stack([renders[m] for m in maps]), maps,
                             np.stack([image for _, _, image in read]), path, k)
+  digests = {key: value for record in records for key, value in record["sha256"].items()}
   block = {"version": store.TRUST_VERSION, "k": k, "path": list(path),
            "off_path_below": trust_lib.OFF_PATH,
            "photos": [{"path": fileio.display(p), "sha256": digest_} for p, digest_, _ in read],
-           "maps": {str(result.map): {key: value for key, value in result.to_json().items()
-                                      if key != "map"} for result in results}}
+           "maps": {str(result.map): {**{key: value for key, value in result.to_json().items()
+                                         if key != "map"}, "sha256": digests[str(result.map)]}
+                    for result in results}}
   written = store.add_trust(out, digest, block)
   return TrustOutcome(out, target, loaded, k, path, [(p, d) for p, d, _ in read], skipped,
                       results, written)

@@ -79,9 +79,9 @@ def _trust_of(png: Path) -> dict | None:
   digest = fileio.sha256_file(png)
   for record in records:
     for key, name in record["files"].items():
-      entry = record.get("trust", {}).get("maps", {}).get(key)
-      if name == png.name and record["sha256"].get(key) == digest and entry is not None:
-        block = record["trust"]
+      found = store.trust_entries(record).get(int(key))
+      if name == png.name and record["sha256"].get(key) == digest and found is not None:
+        entry, block = found
         return {**entry, "photos": len(block["photos"]), "k": block["k"],
                 "off_path_below": block["off_path_below"]}
   return None

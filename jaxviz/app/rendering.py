@@ -286,8 +286,8 @@ class RenderOutcome(ShortRepr):
   trust: object = None
 
   def to_json(self) -> dict:
-    """The record, and with --photos the trust numbers (`--json`)."""
-    return {**self.record, **({"trust": self.trust.to_json()} if self.trust else {})}
+    """The record (`--json`; with --photos, as it is after the trust numbers)."""
+    return self.record
 
   def error(self) -> JaxvizError | None:
     """The one error to end with if any map failed (the others are finished), else None."""
