@@ -165,16 +165,18 @@ def render(layer, maps, out, model: ModelSettings = ModelSettings(),
   return _with_trust(outcome, out, photos, model, loaded, k, events)
 
 
-def _check_trust_photos(photos, k: int) -> None:
-  """Before rendering: `photos` (if any) is a folder with more than `k` image files."""
+def _check_trust_photos(photos, k: int) -> list[Path]:
+  """`photos` (if any) is a folder with more than `k` image files: returns them (none
+  without `photos`). Render and sweep call it before rendering."""
   if photos is None:
-    return
+    return []
   if not (isinstance(k, int) and k >= 2):
     raise SettingError("k", f"must be at least 2 (the top photos are compared in pairs), got {k!r}")
   found = probe_lib.find_images(photos)
   if len(found) <= k:
     raise JaxvizError(f"k = {k} needs more than {k} photos; {fileio.display(photos)} has "
                       f"{len(found)}")
+  return found
 
 
 def _check_trust_arch(arch: str, out) -> None:
@@ -567,7 +569,7 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int = 5,
   against the photos of folder `photos`: forward passes only, nothing re-rendered."""
   from jaxviz import trust as trust_lib
 
-  _check_trust_photos(photos, k)
+  paths = _check_trust_photos(photos, k)
   out = Path(out)
   records = store.read_records(out)
   if not records:
@@ -576,7 +578,6 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int = 5,
   if any(record["identity_hash"] != digest for record in records):
     raise JaxvizError(f"{fileio.display(out)} holds renders made with different settings")
   _check_trust_arch(identity["arch"], out)
-  paths = probe_lib.find_images(photos)
   loaded, target = load_target(dataclasses.replace(model, arch=identity["arch"]),
                                identity["layer"], bool(identity.get("pre_relu", False)), events)
   made_with = identity["weights"]

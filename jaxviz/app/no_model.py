@@ -78,12 +78,12 @@ def _trust_of(png: Path) -> dict | None:
     return None
   digest = fileio.sha256_file(png)
   for record in records:
-    for key, name in record["files"].items():
-      found = store.trust_entries(record).get(int(key))
-      if name == png.name and record["sha256"].get(key) == digest and found is not None:
-        entry, block = found
-        return {**entry, "photos": len(block["photos"]), "k": block["k"],
-                "off_path_below": block["off_path_below"]}
+    key = next((key for key, name in record["files"].items() if name == png.name), None)
+    found = store.trust_entries(record).get(int(key)) if key is not None else None
+    if found is not None and record["sha256"].get(key) == digest:
+      entry, block = found
+      return {**entry, "photos": len(block["photos"]), "k": block["k"],
+              "off_path_below": block["off_path_below"]}
   return None
 
 
