@@ -262,7 +262,7 @@ def render_dir(out, layer: str | int, maps: Sequence[int] | str | None = None, *
                force: bool = False, seed: int = 0, schedule=recipes_lib.Schedule(),
                batch: int | str = "auto", dtype: str = "float32", driver: str = "auto",
                diversity: int = 1, trace: bool = False, preview: bool = False,
-               photos=None, k: int = 5, progress: Progress = True) -> app.RenderOutcome:
+               photos=None, k: int | None = None, progress: Progress = True) -> app.RenderOutcome:
   """`jaxviz render`: renders maps of a layer into the directory `out` (a PNG per
   map, grid.png, render.json), resuming what is finished there. `layer` may be a
   "layer:map" address ("conv5_1:271") instead of a layer and `maps`. With `photos`
@@ -290,7 +290,7 @@ def sweep(out, layer: str | int, maps: Sequence[int] | str | None = None, *,
           process_index: int | None = None, process_count: int = 1, force: bool = False,
           seed: int = 0, schedule=recipes_lib.Schedule(), batch: int | str = "auto",
           dtype: str = "float32", driver: str = "auto", diversity: int = 1,
-          trace: bool = False, preview: bool = False, photos=None, k: int = 5,
+          trace: bool = False, preview: bool = False, photos=None, k: int | None = None,
           progress: Progress = True) -> commands.SweepOutcome:
   """`jaxviz sweep`: every map of a layer (or `maps`) into `out`, then its atlas
   (`out/index.html`; `top_images` a `top-images --all-maps` table; with `photos`, the
@@ -307,9 +307,9 @@ def sweep(out, layer: str | int, maps: Sequence[int] | str | None = None, *,
   return _finish(outcome)
 
 
-def trust_dir(out, photos, *, weights: str | Weights = "imagenet", k: int = 5,
+def trust_dir(out, photos, *, weights: str | Weights = "imagenet", k: int | None = None,
               precision: str = "default", progress: Progress = True) -> commands.TrustOutcome:
-  """`jaxviz trust`: each finished render of the VGG render directory `out` set beside
+  """`jaxviz trust`: each finished render of the render directory `out` set beside
   the photos of folder `photos` (README: "Can I trust this render?"); written into its
   render.json. `weights` must be those it was rendered with.
 

@@ -17,7 +17,7 @@ import typer
 
 from jaxviz import layers as layers_lib
 from jaxviz.cli_options import (ForceOption, JsonOption, LayerOption, MapsOption, PhotosOption,
-                                PreReluOption, TopImagesOption, TopKOption, compare_options,
+                                PhotosTopKOption, PreReluOption, TopImagesOption, compare_options,
                                 model_options, render_options)
 from jaxviz.clikit import Command, Group, echo_json, user_errors
 from jaxviz.progress import ProgressEvents, duration, plural
@@ -167,7 +167,7 @@ def render(
         help="Start from this photo (resized to size0) instead of noise.")] = None,
     force: ForceOption = False,
     photos: PhotosOption = None,
-    k: TopKOption = 5,
+    k: PhotosTopKOption = None,
     as_json: JsonOption = False,
     model: Any = None,
     render: Any = None,
@@ -327,7 +327,7 @@ def sweep(
     process_count: Annotated[int, typer.Option(help="See --process-index.")] = 1,
     force: ForceOption = False,
     photos: PhotosOption = None,
-    k: TopKOption = 5,
+    k: PhotosTopKOption = None,
     model: Any = None,
     render: Any = None,
 ):
@@ -417,7 +417,7 @@ def trust(
     photos: Annotated[Path, typer.Option(
         "--photos", metavar="FOLDER",
         help="Natural photos to compare each render with (searched recursively).")],
-    k: TopKOption = 5,
+    k: PhotosTopKOption = None,
     as_json: JsonOption = False,
     model: Any = None,
 ):

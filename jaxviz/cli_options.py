@@ -117,5 +117,6 @@ PhotosOption = Annotated[Optional[Path], typer.Option(
     "--photos", metavar="FOLDER",
     help="Natural photos to set each render beside: adds the trust numbers (jaxviz trust) "
          "to render.json.")]
-TopKOption = Annotated[int, typer.Option(
-    "--k", help="With --photos: each map's top photos that its render is compared with.")]
+PhotosTopKOption = Annotated[Optional[int], typer.Option(
+    "--k", show_default=False,
+    help="With --photos: each map's top photos that its render is compared with [default: 5].")]

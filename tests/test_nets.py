@@ -164,6 +164,113 @@ def test_the_python_api_takes_an_arch(converted):
   assert loaded.arch == "googlenet"
 
 
+# A tap inside a block, a block's output and a tap inside a Bottleneck, each with the path
+# README's "Can I trust this render?" gives it: the trunk taps before it, then itself.
+TRUST_PATHS = {
+    "inceptionv1": ["conv2d0", "conv2d1", "conv2d2", "mixed3a", "mixed3b_3x3"],
+    "googlenet": ["conv1", "conv2", "conv3", "inception3a", "inception3b"],
+    "resnet50": ["relu", "layer1.0", "layer1.1", "layer1.2", "layer2.0.relu2"],
+}
+TRUST_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "brick",
+                "grass", "gravel", "retina", "hubble_deep_field")
+
+
+def reference_trust(pooled_renders, pooled_photos, maps, path, k):
+  """The README's statistic, written from its definition with scipy's Spearman: pooled
+  activations are {tap: (images, channels)} spatial means."""
+  from scipy import stats
+
+  def rho(a, b):
+    value = stats.spearmanr(a, b).statistic
+    return 0.0 if np.isnan(value) else value  # a constant row (documented as 0)
+
+  found = {}
+  for row, m in enumerate(maps):
+    values = pooled_photos[path[-1]][:, m]
+    top = [int(i) for i in np.argsort(-values, kind="stable")[:k]]
+    rest = [i for i in range(len(values)) if i not in top]
+    profile = []
+    for tap in path:
+      photos, render = pooled_photos[tap], pooled_renders[tap][row]
+      render_top = np.mean([rho(render, photos[i]) for i in top])
+      top_top = np.mean([rho(photos[i], photos[j]) for i in top for j in top if i != j])
+      top_rest = np.mean([rho(photos[i], photos[j]) for i in top for j in rest])
+      profile.append((render_top, top_top, top_rest))
+    found[m] = {"objective": pooled_renders[path[-1]][row, m], "best_photo": values.max(),
+                "top_photos": top, "profile": profile}
+  return found
+
+
+@pytest.mark.parametrize("arch", nets.CANONICAL_ARCHS)
+def test_trust_numbers_equal_a_torch_and_scipy_computation(arch, converted, tmp_path):
+  """`render --photos` on each canonical net, end to end: the recorded path, objectives,
+  top photos and similarity profile equal the same statistic computed on the reference
+  network (torchvision's, lucent's) with scipy, from the PNGs as saved. Tolerances: the
+  Flax float32 network against the float64 reference is within 1e-5 of each tap's scale
+  (test_net_<arch>); a pooled mean within 1e-4 relative, a Spearman mean within 1e-4
+  (a channel pair that float32 swaps moves it by about 1e-6), a similarity within 2e-3
+  (its reference gap is at least 0.05)."""
+  from skimage import data
+  import torch
+
+  from jaxviz import trust
+
+  if arch == "inceptionv1":
+    lucent_or_skip()
+  _, safetensors = converted[arch]
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  for name in TRUST_PHOTOS:  # at the photos' input side already, so both sides read them as is
+    image = np.asarray(getattr(data, name)())
+    image = image if image.ndim == 2 else image[..., :3]
+    Image.fromarray(image).convert("RGB").resize((224, 224), Image.BOX).save(
+        folder / f"{name}.png")
+  path, k, maps = TRUST_PATHS[arch], 3, [0, 1, 2]
+  out = tmp_path / "r"
+  record = json.loads(run_cli("render", "-l", path[-1], "-m", "0:3", "-w", safetensors, "-o",
+                              out, *TINY, "--photos", folder, "--k", str(k), "--json").stdout)
+  block = record["trust"]
+  assert block["path"] == path and block["k"] == k
+
+  reference = importlib.import_module(f"jaxviz_convert.reference_{arch}")
+  model = reference.reference_model(seed=0)
+  table = nets.table(arch)
+
+  def pooled(files):
+    rows = {tap: [] for tap in path}
+    for file in files:  # one image at a time: every tap of the whole network is kept
+      rgb = np.asarray(Image.open(file).convert("RGB"), np.float64) / 255.0
+      normalised = ((rgb - np.array(table.MEAN)) / np.array(table.STD)).transpose(2, 0, 1)
+      if arch == "googlenet":  # torchvision's GoogLeNet takes ImageNet-normalised input
+        normalised = ((rgb - np.array(nets.IMAGENET_MEAN)) / np.array(nets.IMAGENET_STD)
+                      ).transpose(2, 0, 1)
+      taps = reference.reference_taps(model, torch.from_numpy(normalised[None].copy()))
+      for tap in path:
+        rows[tap].append(taps[tap][0].mean(axis=(0, 1)))
+    return {tap: np.stack(found) for tap, found in rows.items()}
+
+  photo_files = [folder / Path(photo["path"]).name for photo in block["photos"]]
+  assert sorted(p.name for p in photo_files) == sorted(p.name for p in folder.iterdir())
+  index = nets.resolve_tap(path[-1], arch).index
+  expected = reference_trust(pooled([out / f"{index}_{m}.png" for m in maps]),
+                             pooled(photo_files), maps, path, k)
+  defined = 0
+  for m in maps:
+    ours, theirs = block["maps"][str(m)], expected[m]
+    assert ours["top_photos"] == theirs["top_photos"], m
+    np.testing.assert_allclose(ours["objective"], theirs["objective"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(ours["best_photo"], theirs["best_photo"], rtol=1e-4, atol=1e-7)
+    for tap, (render_top, top_top, top_rest) in zip(ours["profile"], theirs["profile"]):
+      np.testing.assert_allclose([tap["render_top"], tap["top_top"], tap["top_rest"]],
+                                 [render_top, top_top, top_rest], rtol=0, atol=1e-4)
+      if top_top - top_rest >= trust.MIN_GAP + 1e-3:
+        defined += 1
+        np.testing.assert_allclose(tap["similarity"],
+                                   (render_top - top_rest) / (top_top - top_rest),
+                                   rtol=0, atol=2e-3)
+  assert defined  # some tap of some map has a reference, so a similarity is compared
+
+
 @pytest.mark.parametrize("arch", nets.CANONICAL_ARCHS)
 def test_imagenet_is_the_published_file_in_torchs_hub_cache(arch, converted, monkeypatch,
                                                            empty_jaxviz_cache):

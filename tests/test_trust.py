@@ -347,6 +347,14 @@ def test_render_and_sweep_take_photos_and_the_api_gives_the_same_numbers(rendere
   line = error_line(run_cli("sweep", *TINY_RENDER, "-o", tmp_path / "never", "--photos", folder,
                             "--process-index", "0", "--process-count", "2", expect_exit=1))
   assert "run `jaxviz trust DIR --photos FOLDER` once every process has finished" in line
+  # --k alone would be ignored: refused before anything is rendered, as the API refuses k.
+  for command in ("render", "sweep"):
+    line = error_line(run_cli(command, *TINY_RENDER, "-o", tmp_path / "never", "--k", "3",
+                              expect_exit=1))
+    assert line == "error: --k counts the top photos a render is compared with: it needs photos"
+  assert not (tmp_path / "never").exists()
+  with pytest.raises(JaxvizError, match="^k counts the top photos"):
+    jaxviz.render_dir(tmp_path / "never", 4, [0], weights="random", k=3, progress=False)
 
 
 def test_info_reports_a_renders_numbers_only_for_the_bytes_its_record_names(rendered, tmp_path):

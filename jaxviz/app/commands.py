@@ -39,6 +39,9 @@ from jaxviz.progress import Events, plural
 from jaxviz.reprs import ShortRepr
 from jaxviz.settings import ModelSettings, RecipeOptions, RenderOptions, parse_recipes
 
+# Each map's top photos that `trust` compares its render with, unless told otherwise.
+TOP_PHOTOS = 5
+
 # Shared steps.
 
 def use_compilation_cache(events: Events) -> None:
@@ -145,7 +148,7 @@ def classify(image, model: ModelSettings = ModelSettings(), top: int = 5,
 
 def render(layer, maps, out, model: ModelSettings = ModelSettings(),
            options: RenderOptions = RenderOptions(), *, pre_relu: bool = False, init=None,
-           force: bool = False, photos=None, k: int = 5,
+           force: bool = False, photos=None, k: int | None = None,
            events: Events = Events()) -> rendering.RenderOutcome:
   """Renders `maps` of `layer` into the directory `out` (`jaxviz render`): a PNG per map,
   grid.png and render.json; resumes what a killed or failed run left. With `photos`,
@@ -157,19 +160,20 @@ def render(layer, maps, out, model: ModelSettings = ModelSettings(),
   fileio.ensure_writable_dir(out)
   loaded, target = load_target(model, layer, pre_relu, events)
   map_list = layers_lib.parse_maps(maps, target.layer)
-  if photos is not None:
-    _check_trust_arch(target.arch, out)
   events.begin(f"{target.describe()}, {plural(len(map_list), 'map')}")
   outcome = rendering.render_to_dir(loaded, target, map_list, out, options, init_path=init,
                                     force=force, events=events)
   return _with_trust(outcome, out, photos, model, loaded, k, events)
 
 
-def _check_trust_photos(photos, k: int) -> list[Path]:
+def _check_trust_photos(photos, k: int | None) -> list[Path]:
   """`photos` (if any) is a folder with more than `k` image files: returns them (none
-  without `photos`). Render and sweep call it before rendering."""
+  without `photos`, where `k` must be None). Render and sweep call it before rendering."""
   if photos is None:
+    if k is not None:
+      raise SettingError("k", "counts the top photos a render is compared with: it needs photos")
     return []
+  k = TOP_PHOTOS if k is None else k
   if not (isinstance(k, int) and k >= 2):
     raise SettingError("k", f"must be at least 2 (the top photos are compared in pairs), got {k!r}")
   found = probe_lib.find_images(photos)
@@ -179,13 +183,8 @@ def _check_trust_photos(photos, k: int) -> list[Path]:
   return found
 
 
-def _check_trust_arch(arch: str, out) -> None:
-  if not nets.is_vgg(arch):
-    raise JaxvizError(f"jaxviz trust reads VGG renders for now; {fileio.display(out)} holds "
-                      f"{fileio.display(arch)} renders")
-
-
-def _with_trust(outcome, out, photos, model: ModelSettings, loaded, k: int, events: Events):
+def _with_trust(outcome, out, photos, model: ModelSettings, loaded, k: int | None,
+                events: Events):
   """`outcome` with the trust numbers of what is finished in `out` against `photos`, and
   its record as it is after them."""
   if photos is None:
@@ -221,7 +220,7 @@ class SweepOutcome(ShortRepr):
 def sweep(layer, out, model: ModelSettings = ModelSettings(),
           options: RenderOptions = RenderOptions(), *, maps="all", pre_relu: bool = False,
           top_images=None, distributed: bool = False, process_index: int | None = None,
-          process_count: int = 1, force: bool = False, photos=None, k: int = 5,
+          process_count: int = 1, force: bool = False, photos=None, k: int | None = None,
           events: Events = Events()) -> SweepOutcome:
   """Every map of a layer (or `maps`), chunked over every local device, resumable, then
   the atlas (`jaxviz sweep`). With `distributed`, `jax.distributed.initialize()`
@@ -242,8 +241,6 @@ def sweep(layer, out, model: ModelSettings = ModelSettings(),
   fileio.ensure_writable_dir(out)
   loaded, target = load_target(model, layer, pre_relu, events)
   map_list = layers_lib.parse_maps(maps, target.layer)
-  if photos is not None:
-    _check_trust_arch(target.arch, out)
   devices = jax.local_devices()
   events.note(f"{len(devices)} {devices[0].platform} device(s)"
               + (f", process {process_index or 0} of {process_count}" if process_count > 1
@@ -554,22 +551,22 @@ class TrustOutcome(ShortRepr):
 
 
 def trust_path(target: vgg.Target) -> tuple[str, ...]:
-  """The taps from the input up to `target`'s: every VGG conv before it (read after its
-  ReLU), then the tap rendered."""
-  # A conv is read after its ReLU: the convs whose ReLU comes before the tap read
-  # (relu5_1, the tap of conv5_1, is not counted twice).
-  before = [layer.name for layer in layers_lib.conv_layers(target.arch)
-            if layer.index + 1 < target.read.index]
+  """The taps from the input up to `target`'s: the network's trunk taps read before it
+  (`nets.trunk`), then the tap rendered."""
+  # A trunk tap is counted once: relu5_1 is both conv5_1's reading and the tap rendered.
+  before = [tap.name for tap in nets.trunk(target.arch)
+            if nets.read_tap(tap, target.arch).index < target.read.index]
   return tuple(before) + (target.feature_name,)
 
 
-def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int = 5,
+def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int | None = None,
           events: Events = Events()) -> TrustOutcome:
   """Adds trust numbers (`jaxviz.trust`) to the finished maps of render directory `out`,
   against the photos of folder `photos`: forward passes only, nothing re-rendered."""
   from jaxviz import trust as trust_lib
 
   paths = _check_trust_photos(photos, k)
+  k = TOP_PHOTOS if k is None else k
   out = Path(out)
   records = store.read_records(out)
   if not records:
@@ -577,7 +574,6 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int = 5,
   digest, identity = records[0]["identity_hash"], records[0]["identity"]
   if any(record["identity_hash"] != digest for record in records):
     raise JaxvizError(f"{fileio.display(out)} holds renders made with different settings")
-  _check_trust_arch(identity["arch"], out)
   loaded, target = load_target(dataclasses.replace(model, arch=identity["arch"]),
                                identity["layer"], bool(identity.get("pre_relu", False)), events)
   made_with = identity["weights"]

@@ -60,6 +60,15 @@ def taps(arch: str) -> tuple[layers_lib.Layer, ...]:
   return layers_lib.feature_layers(arch) if is_vgg(arch) else table(arch).taps()
 
 
+def trunk(arch: str) -> tuple[layers_lib.Layer, ...]:
+  """The taps every path from the input to the logits passes through, in network order:
+  VGG's convs (read after their ReLU, as `read_tap` reads them), the canonical nets' stem
+  ReLUs and block outputs (`<arch>_table.trunk()`)."""
+  if is_vgg(arch):
+    return layers_lib.conv_layers(arch)
+  return tuple(resolve_tap(name, arch) for name in table(arch).trunk())
+
+
 def normalisation(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """(mean, std): `(rgb - mean) / std`, rgb in [0, 1], is what the reference is fed."""
   if is_vgg(arch):

@@ -179,6 +179,14 @@ def basic_convs() -> tuple[Conv, ...]:
   return tuple(convs)
 
 
+def trunk() -> tuple[str, ...]:
+  """The taps every path from the input to the logits passes through, read after their
+  ReLU, in order: the stem's BasicConv2ds and each block's concat (the pools between
+  them only shrink what the tap before holds)."""
+  return tuple(item.path if isinstance(item, Conv) else item.name for item in LAYOUT
+               if not isinstance(item, Pool))
+
+
 @functools.cache
 def taps() -> tuple[Layer, ...]:
   """Every module torch can hook, in hook order, the logits last (222 taps)."""

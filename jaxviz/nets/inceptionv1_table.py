@@ -135,6 +135,13 @@ def taps() -> tuple[Layer, ...]:
 
 
 @functools.cache
+def trunk() -> tuple[str, ...]:
+  """The taps every path from the input to the logits passes through, read after their
+  ReLU, in order: the stem's convs and each block's concat (the pools between them only
+  shrink what the tap before holds)."""
+  return ("conv2d0", "conv2d1", "conv2d2") + tuple(block.name for block in MIXED)
+
+
 def param_shapes() -> dict[str, tuple[int, ...]]:
   """The flat key -> shape table ("conv2d0_pre_relu_conv.kernel": (7, 7, 3, 64), ...),
   in network order (lucent's order of definition, which is its forward's)."""

@@ -101,6 +101,13 @@ def blocks() -> tuple[Bottleneck, ...]:
   return tuple(out)
 
 
+def trunk() -> tuple[str, ...]:
+  """The taps every path from the input to the logits passes through, read after their
+  ReLU, in order: the stem's ReLU and each Bottleneck's output (the max pool after the
+  stem only shrinks it; `layerN` is its last block's output)."""
+  return ("relu",) + tuple(block.path for block in blocks())
+
+
 def _hook_note(reads: str) -> str:
   return f"a torch hook that keeps this tensor uncloned (lucent's) reads {reads} (in-place op)"
 
