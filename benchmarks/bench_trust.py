@@ -2,20 +2,25 @@
 run and one per render.
 
 1. In one process, warm (compiled): seconds per image of the pooled activations up
-   to a layer (`trust.pooled_features`, batches of 16), for photos at 224 px and
+   to a layer (`trust.pooled_features`, `BATCH_PIXELS` at a time), for photos at 224 px and
    renders at the sides a render has (96 px: --preview; 408 px: the defaults), as
    seconds per 100 renders.
 2. As a user runs it: `jaxviz sweep --preview` of some maps, then `jaxviz trust` on
    the directory against scikit-image's photos, each a process of its own; the
    trust command's time as a fraction of the sweep's.
+3. Memory: `jaxviz trust` on a directory of many renders at the defaults' side
+   (408 px; one step each, the pixels are what matter), its peak resident memory
+   (the child's rusage), with `--before DIR` also from an older checkout.
 
   python benchmarks/bench_trust.py --json benchmarks/results/cpu_trust.json
+  git worktree add /tmp/old f83e43a && python benchmarks/bench_trust.py --before /tmp/old
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from checkouts import jaxviz_env
 
 
 def per_image_seconds(model, params, path, side: int, count: int, repeats: int = 2) -> float:
@@ -44,6 +51,33 @@ def timed(command: list[str]) -> float:
   return time.perf_counter() - began
 
 
+def peak_rss_mb(command: list[str], env: dict) -> float:
+  """Runs `command`; its peak resident memory in MB (Linux: ru_maxrss is in KiB)."""
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env=env, cwd=tempfile.gettempdir())
+  _, status, usage = os.wait4(process.pid, 0)
+  if status != 0:
+    raise RuntimeError(f"{' '.join(command)} failed:\n{process.stderr.read()[-2000:]}")
+  return usage.ru_maxrss / 1024
+
+
+def memory(args, work: Path, photos: Path) -> dict:
+  out = work / "many"
+  cli = [sys.executable, "-m", "jaxviz.cli"]
+  timed([*cli, "render", "-l", args.memory_layer, "-m", args.memory_maps, "-w", "random",
+         "--size0", "408", "--scales", "1", "--steps", "1", "-o", str(out)])
+  maps = len(json.loads((out / "render.json").read_text())["files"])
+  found = {"maps": maps, "side": 408, "layer": args.memory_layer}
+  checkouts = {"after": None, **({"before": args.before.resolve()} if args.before else {})}
+  for side, root in checkouts.items():
+    env = jaxviz_env(root, work, work / f"cache-{side}")
+    found[f"{side}_peak_mb"] = round(peak_rss_mb(
+        [*cli, "trust", str(out), "--photos", str(photos), "-w", "random"], env), 1)
+    print(f"trust on {maps} renders at 408 px ({side}): peak {found[f'{side}_peak_mb']:.0f} MB",
+          flush=True)
+  return found
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--layers", default="10,24", help="layers to time (VGG16 indices)")
@@ -51,6 +85,9 @@ def main() -> None:
   parser.add_argument("--count", type=int, default=16, help="images per timing")
   parser.add_argument("--maps", default="0:16", help="maps of the sweep (part 2)")
   parser.add_argument("--sweep-layer", default="10")
+  parser.add_argument("--memory-layer", default="5", help="layer of part 3's renders")
+  parser.add_argument("--memory-maps", default="0:128", help="maps of part 3's renders")
+  parser.add_argument("--before", type=Path, help="an older checkout to measure too (part 3)")
   parser.add_argument("--json", type=Path, help="write the figures here")
   args = parser.parse_args()
 
@@ -95,6 +132,7 @@ def main() -> None:
                           "trust_over_sweep": round(trust_s / sweep_s, 3)}
     print(f"sweep of {maps} maps {sweep_s:.1f} s; trust against {len(names)} photos "
           f"{trust_s:.1f} s ({trust_s / sweep_s:.1%} of the sweep)")
+    figures["memory"] = memory(args, work, photos)
   if args.json:
     args.json.write_text(json.dumps(figures, indent=1) + "\n")
 

@@ -5,7 +5,8 @@ objective, linking the full-size PNG; it sorts by index or by objective; and,
 given a `jaxviz top-images --all-maps` table, shows each map's top photos
 beside it. Where `jaxviz trust` has run, each card also shows its trust
 numbers (`jaxviz.trust`), a small profile of the path similarity over the
-taps, and a badge on renders off the photos' path; the page sorts by them too.
+taps, and badges on renders off the photos' path or fragile to shifts; the page
+sorts by them too.
 The photos a trust block names are shown by name only: a record's paths are
 never read. Everything it needs lies under DIR (thumbnails in `DIR/thumbs/`):
 no network, no CDN, no external script.
@@ -45,7 +46,7 @@ header {{ margin-bottom: 1em; }}
 .photos img {{ width: {photo}px; height: {photo}px; object-fit: cover; }}
 .random {{ color: #b00; font-weight: bold; }}
 .dead {{ background: #b00; color: white; font-size: 11px; padding: 1px 4px; border-radius: 3px; }}
-.offpath {{ background: #d60; color: white; font-size: 11px; padding: 1px 4px; border-radius: 3px; }}
+.offpath, .fragile {{ background: #d60; color: white; font-size: 11px; padding: 1px 4px; border-radius: 3px; }}
 .trust {{ font-size: 11px; color: #333; margin-top: 2px; }}
 .profile {{ display: block; margin-top: 2px; }}
 </style>
@@ -76,7 +77,8 @@ document.getElementById("by-index").addEventListener("click", () => sortMaps("in
 document.getElementById("by-objective").addEventListener("click",
                                                          () => sortMaps("objective", true));
 for (const [id, key, descending] of [["by-similarity", "similarity", false],
-                                     ["by-ratio", "ratio", true]]) {{
+                                     ["by-ratio", "ratio", true],
+                                     ["by-shift", "shift", false]]) {{
   const button = document.getElementById(id);
   if (button) button.addEventListener("click", () => sortMaps(key, descending));
 }}
@@ -195,20 +197,23 @@ def _trust_html(entry: dict | None, block: dict | None) -> tuple[str, str, str]:
   `block` (its photos' names only: a record's paths are never read)."""
   if entry is None:
     return "", "", ""
-  ratio = "n/a" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
-  similarity = "n/a" if entry["similarity"] is None else f"{entry['similarity']:.2f}"
+  shown = lambda name: "n/a" if entry[name] is None else f"{entry[name]:.2f}"  # noqa: E731
+  kept = lambda name: "nan" if entry[name] is None else format(entry[name], ".6g")  # noqa: E731
   top = html.escape(", ".join(fileio.display(Path(block["photos"][i]["path"]).name)
                               for i in entry["top_photos"]))
   badge = (' <span class="offpath" title="its activations on the way to this layer are less '
            'like those of its top photos than its threshold allows">off the photos&#39; '
            'path</span>' if entry["off_path"] else "")
-  caption = (f'<div class="trust" title="top photos: {top}">ratio to best photo {ratio} '
-             f'&middot; percentile {entry["percentile"]:.0f}'
+  badge += (' <span class="fragile" title="moved by a few pixels, it loses most of its '
+            'activation">fragile</span>' if entry["fragile"] else "")
+  caption = (f'<div class="trust" title="top photos: {top}">ratio to best photo '
+             f'{shown("ratio")} &middot; percentile {entry["percentile"]:.0f}'
              + (" &middot; super-stimulus" if entry["super_stimulus"] else "")
-             + f'<br>path similarity {similarity}</div>'
+             + f'<br>path similarity {shown("similarity")} &middot; shift robustness '
+             f'{shown("shift_robustness")}</div>'
              + _profile_svg(entry["profile"], float(block["off_path_below"])))
-  data = (f' data-similarity="{"nan" if entry["similarity"] is None else format(entry["similarity"], ".6g")}"'
-          f' data-ratio="{"nan" if entry["ratio"] is None else format(entry["ratio"], ".6g")}"')
+  data = (f' data-similarity="{kept("similarity")}" data-ratio="{kept("ratio")}"'
+          f' data-shift="{kept("shift_robustness")}"')
   return badge, caption, data
 
 
@@ -304,6 +309,7 @@ def build_atlas(out_dir: str | os.PathLike,
                 'command that made them to render them again)</span>' if damaged else ""))
   trust_buttons = ('\n<button id="by-similarity" type="button">by path similarity</button>'
                    '\n<button id="by-ratio" type="button">by ratio to the best photo</button>'
+                   '\n<button id="by-shift" type="button">by shift robustness</button>'
                    if trusted else "")
   page = PAGE.format(title=text(title), summary=summary, cards="\n".join(cards),
                      thumb=THUMB_SIDE, photo=PHOTO_SIDE, trust_buttons=trust_buttons)

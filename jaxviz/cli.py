@@ -441,14 +441,15 @@ def trust(
 
 def _print_trust(outcome) -> None:
   """The trust numbers as a table (`commands.TrustOutcome`)."""
-  typer.echo(f"{'map':>5}  {'ratio':>6}  {'pctile':>6}  {'path':>6}  notes")
+  typer.echo(f"{'map':>5}  {'ratio':>6}  {'pctile':>6}  {'path':>6}  {'shift':>6}  notes")
+  number = lambda value: "-" if value is None else f"{value:.2f}"  # noqa: E731
   for result in outcome.maps:
-    ratio = "-" if result.ratio is None else f"{result.ratio:.2f}"
-    similarity = "-" if result.similarity is None else f"{result.similarity:.2f}"
     notes = ", ".join(note for note, flagged in (("super-stimulus", result.super_stimulus),
-                                                 ("OFF the photos' path", result.off_path))
+                                                 ("OFF the photos' path", result.off_path),
+                                                 ("fragile to shifts", result.fragile))
                       if flagged)
-    typer.echo(f"{result.map:>5}  {ratio:>6}  {result.percentile:6.1f}  {similarity:>6}  {notes}")
+    typer.echo(f"{result.map:>5}  {number(result.ratio):>6}  {result.percentile:6.1f}  "
+               f"{number(result.similarity):>6}  {number(result.shift_robustness):>6}  {notes}")
   typer.echo(f"{plural(len(outcome.maps), 'map')} against {plural(len(outcome.photos), 'photo')}"
              f" (k = {outcome.k}, {len(outcome.path)} layers); written to "
              f"{', '.join(p.name for p in outcome.records)}")
@@ -481,13 +482,14 @@ def info(
     typer.echo(f"  {key:<{width}}  {value}")
   found = outcome.trust
   if found is not None:
-    ratio = "n/a" if found["ratio"] is None else f"{found['ratio']:.2f}"
-    similarity = "n/a" if found["similarity"] is None else f"{found['similarity']:.2f}"
+    number = lambda name: "n/a" if found[name] is None else f"{found[name]:.2f}"  # noqa: E731
     typer.echo(f"trust (against {found['photos']} photos, k = {found['k']}): ratio to the best "
-               f"photo {ratio}, percentile {found['percentile']:.0f}"
+               f"photo {number('ratio')}, percentile {found['percentile']:.0f}"
                + (", a super-stimulus" if found["super_stimulus"] else "")
-               + f"; path similarity {similarity}"
-               + (" (OFF the photos' path)" if found["off_path"] else ""))
+               + f"; path similarity {number('similarity')}"
+               + (" (OFF the photos' path)" if found["off_path"] else "")
+               + f"; shift robustness {number('shift_robustness')}"
+               + (" (fragile)" if found["fragile"] else ""))
 
 
 @app.command("atlas", cls=Command)

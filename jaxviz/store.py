@@ -104,7 +104,7 @@ def _finite(value) -> bool:
   return abs(value) < 2**1023 if isinstance(value, int) else math.isfinite(value)
 
 
-TRUST_VERSION = 1  # of the `trust` block's format (`jaxviz.trust` writes it)
+TRUST_VERSION = 2  # of the `trust` block's format (`jaxviz.trust` writes it; 2: shifts)
 # Bounds on a trust block from elsewhere, far above what `jaxviz trust` writes.
 MAX_TRUST_PHOTOS = 100_000
 MAX_TRUST_TAPS = 1_000
@@ -112,16 +112,18 @@ MAX_TRUST_TEXT = 4_096
 
 
 def _trust_problem(trust) -> str | None:
-  """What is malformed in a record's `trust` block (version 1), or None: every field
+  """What is malformed in a record's `trust` block (TRUST_VERSION), or None: every field
   present, of its type and range, and consistent with the others (a forged flag
   disagreeing with its numbers is refused)."""
   if not (isinstance(trust, dict) and isinstance(trust.get("photos"), list)
           and isinstance(trust.get("path"), list) and isinstance(trust.get("maps"), dict)
           and _is_int(trust.get("k"), 2) and _finite(trust.get("off_path_below"))
+          and _finite(trust.get("fragile_below"))
           and 0 < len(trust["photos"]) <= MAX_TRUST_PHOTOS
           and 0 < len(trust["path"]) <= MAX_TRUST_TAPS and trust["k"] < len(trust["photos"])):
     return "malformed trust"
   photos, taps, k, threshold = trust["photos"], trust["path"], trust["k"], trust["off_path_below"]
+  fragile_below = trust["fragile_below"]
   text = lambda value: isinstance(value, str) and len(value) <= MAX_TRUST_TEXT
   if not all(isinstance(photo, dict) and text(photo.get("path"))
              and isinstance(photo.get("sha256"), str) and _SHA256.fullmatch(photo["sha256"])
@@ -137,7 +139,9 @@ def _trust_problem(trust) -> str | None:
     if not (isinstance(entry, dict)
             and all(_finite(entry.get(name)) for name in ("objective", "best_photo", "percentile"))
             and optional(entry, "ratio") and optional(entry, "similarity")
-            and all(isinstance(entry.get(name), bool) for name in ("super_stimulus", "off_path"))
+            and optional(entry, "shift_robustness")
+            and all(isinstance(entry.get(name), bool)
+                    for name in ("super_stimulus", "off_path", "fragile"))
             and isinstance(entry.get("sha256"), str) and _SHA256.fullmatch(entry["sha256"])
             and isinstance(entry.get("top_photos"), list) and len(entry["top_photos"]) == k
             and all(_is_int(i, 0, len(photos) - 1) for i in entry["top_photos"])
@@ -145,10 +149,11 @@ def _trust_problem(trust) -> str | None:
             and isinstance(entry.get("profile"), list) and len(entry["profile"]) == len(taps)
             and all(map(tap_ok, entry["profile"], taps))):
       return False
-    similarity = entry["similarity"]
+    similarity, robustness = entry["similarity"], entry["shift_robustness"]
     return (0 <= entry["percentile"] <= 100
             and entry["super_stimulus"] == (entry["objective"] > entry["best_photo"])
-            and entry["off_path"] == (similarity is not None and similarity < threshold))
+            and entry["off_path"] == (similarity is not None and similarity < threshold)
+            and entry["fragile"] == (robustness is not None and robustness < fragile_below))
 
   return None if _by_map(trust["maps"], map_ok) else "malformed trust maps"
 

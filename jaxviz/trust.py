@@ -23,6 +23,15 @@ both, per rendered map, against a set of photos (forward passes only):
     `similarity` is the mean over the taps with a reference (top~top above
     top~rest by at least MIN_GAP), none if fewer than k photos excite the
     unit at all; `off_path` when it is below OFF_PATH.
+  * shift robustness (after Olah et al. 2017, "Feature Visualization", whose
+    transformation robustness asks a render to survive being moved; ordinary
+    adversarial patterns do not, Athalye et al. 2018): the mean of the unit's
+    objective over the render moved by 1 px and by `far_shift(side)` px along
+    each axis both ways (`shift_offsets`, the pixels moved in reflected from
+    the border), over its objective; none if that is not above 0. 1: the
+    activation does not depend on where the pattern sits; near 0: it depends
+    on its exact pixel grid, as a checkerboard's does. `fragile` below
+    FRAGILE_BELOW.
 
 Conventions:
   * The network is an optimisation-core model (`jaxviz.optvis.models`) and
@@ -52,6 +61,13 @@ MIN_GAP = 0.05
 # A mean similarity below this: the render is processed more like unrelated
 # photos than like the unit's own top photos (our threshold; the paper gives none).
 OFF_PATH = 0.5
+# A mean shifted objective below this share of the render's: the render is `fragile`
+# (our threshold, half of the activation lost when it is moved).
+FRAGILE_BELOW = 0.5
+# Pixels run through the network at once: 16 photos at 224 px. VGG's first taps hold
+# 13 MB per 224 px image; at 408 px batches of 16 peaked at 2.6 GB and batches of 4 at
+# 1.0 GB, and ran 13% faster per image (layer 10, 2 CPU cores).
+BATCH_PIXELS = 16 * 224 * 224
 
 
 @functools.partial(jax.jit, static_argnames=("model", "names"))
@@ -60,10 +76,11 @@ def _pooled(model, params, images: jax.Array, names: tuple[str, ...]) -> dict:
   return {name: found[name].mean(axis=(1, 2)) for name in names}
 
 
-def pooled_features(model, params, images: np.ndarray, path: Sequence[str], batch: int = 16
-                    ) -> dict:
+def pooled_features(model, params, images: np.ndarray, path: Sequence[str],
+                    batch: int | None = None) -> dict:
   """(N, H, W, 3) in [0, 1] -> {tap: (N, channels)} spatial means, float64; `batch` images
-  at a time (VGG's first taps at 224 px hold 13 MB per image)."""
+  at a time (None: BATCH_PIXELS' worth)."""
+  batch = batch or max(1, BATCH_PIXELS // (images.shape[1] * images.shape[2]))
   chunks = [_pooled(model, params, np.asarray(images[start:start + batch], np.float32),
                     tuple(path)) for start in range(0, len(images), batch)]
   pooled = {name: np.concatenate([np.asarray(chunk[name], np.float64) for chunk in chunks])
@@ -126,12 +143,15 @@ class MapTrust:
   profile: tuple[TapSimilarity, ...]
   similarity: float | None
   off_path: bool
+  shift_robustness: float | None
+  fragile: bool
 
   def to_json(self) -> dict:
     return {"map": self.map, "objective": self.objective, "best_photo": self.best_photo,
             "ratio": self.ratio, "percentile": self.percentile,
             "super_stimulus": self.super_stimulus, "top_photos": list(self.top_photos),
             "similarity": self.similarity, "off_path": self.off_path,
+            "shift_robustness": self.shift_robustness, "fragile": self.fragile,
             "profile": [dataclasses.asdict(tap) for tap in self.profile]}
 
 
@@ -144,6 +164,38 @@ def activation_numbers(value: float, photo_values: np.ndarray) -> tuple[float | 
   percentile = 100.0 * (np.sum(photo_values < value) + 0.5 * np.sum(photo_values == value)) \
       / len(photo_values)
   return ratio, float(percentile), bool(value > best)
+
+
+def far_shift(side: int) -> int:
+  """The longer shift of a `side`-px image: 1/32 of it (lucid's jitter moves a 224 px
+  image by up to 12 px, 1/19), at least 2 px so that it differs from the 1 px one."""
+  return max(2, -(-side // 32))
+
+
+def shift_offsets(side: int) -> tuple[tuple[int, int], ...]:
+  """The 8 (down, right) shifts in px of a `side`-px image: 1 px and `far_shift(side)` px
+  along each axis, both ways."""
+  return tuple(offset for step in (1, far_shift(side)) for sign in (1, -1)
+               for offset in ((sign * step, 0), (0, sign * step)))
+
+
+def shifted(image: np.ndarray, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+  """(H, W, 3) -> (len(offsets), H, W, 3): the image moved down and right by each offset,
+  the pixels moved in reflected from its border (no new edge); each shift below H, W."""
+  height, width = image.shape[:2]
+  pad = max(abs(value) for offset in offsets for value in offset)
+  padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+  return np.stack([padded[pad - down:pad - down + height, pad - right:pad - right + width]
+                   for down, right in offsets])
+
+
+def shift_numbers(objective: float, shifted_objectives: np.ndarray) -> tuple[float | None, bool]:
+  """(shift robustness: the mean of `shifted_objectives` over `objective`, None unless
+  that is above 0; fragile: below FRAGILE_BELOW)."""
+  if not objective > 0:
+    return None, False
+  robustness = float(np.mean(shifted_objectives) / objective)
+  return robustness, robustness < FRAGILE_BELOW
 
 
 def path_profile(render: dict, photos: dict, top: np.ndarray, path: Sequence[str]
@@ -164,10 +216,11 @@ def path_profile(render: dict, photos: dict, top: np.ndarray, path: Sequence[str
   return tuple(profile)
 
 
-def map_trust(map_index: int, render: dict, photos: dict, path: Sequence[str], k: int
-              ) -> MapTrust:
+def map_trust(map_index: int, render: dict, photos: dict, path: Sequence[str], k: int,
+              shifted_objectives: np.ndarray) -> MapTrust:
   """The numbers of map `map_index` (a channel of the last tap of `path`) from the pooled
-  activations of its render ({tap: (C,)}) and of the photos ({tap: (N, C)})."""
+  activations of its render ({tap: (C,)}) and of the photos ({tap: (N, C)}), and its
+  objective on the render's `shifted` copies."""
   count = len(photos[path[-1]])
   if not 2 <= k < count:
     raise JaxvizError(f"top-k: k must be at least 2 and below the number of photos "
@@ -184,16 +237,31 @@ def map_trust(map_index: int, render: dict, photos: dict, path: Sequence[str], k
   similarity = float(np.mean(defined)) if defined and excited else None
   return MapTrust(map_index, objective, float(values.max()), ratio, percentile, above,
                   tuple(int(i) for i in top), profile, similarity,
-                  similarity is not None and similarity < OFF_PATH)
+                  similarity is not None and similarity < OFF_PATH,
+                  *shift_numbers(objective, shifted_objectives))
+
+
+def maps_trust(model, params, renders: np.ndarray, maps: Sequence[int], photo_features: dict,
+               path: Sequence[str], k: int = 5) -> list[MapTrust]:
+  """The numbers of `maps` (channels of `path[-1]`) from their `renders` (M, H, W, 3) in
+  [0, 1] and the photos' `pooled_features` over `path`: a caller holding many renders
+  passes them a chunk at a time."""
+  if len(renders) != len(maps):
+    raise JaxvizError(f"{len(renders)} renders for {len(maps)} maps")
+  render_features = pooled_features(model, params, renders, path)
+  offsets = shift_offsets(min(renders.shape[1:3]))
+  found = []
+  for row, map_index in enumerate(maps):
+    moved = pooled_features(model, params, shifted(renders[row], offsets), path[-1:])
+    found.append(map_trust(int(map_index),
+                           {tap: rows[row] for tap, rows in render_features.items()},
+                           photo_features, path, k, moved[path[-1]][:, map_index]))
+  return found
 
 
 def trust(model, params, renders: np.ndarray, maps: Sequence[int], photos: np.ndarray,
           path: Sequence[str], k: int = 5) -> list[MapTrust]:
   """Every map's numbers: `renders` (M, H, W, 3) of `maps` (channels of `path[-1]`),
   `photos` (N, h, w, 3), all in [0, 1]."""
-  if len(renders) != len(maps):
-    raise JaxvizError(f"{len(renders)} renders for {len(maps)} maps")
-  photo_features = pooled_features(model, params, photos, path)
-  render_features = pooled_features(model, params, renders, path)
-  return [map_trust(int(map_index), {tap: rows[row] for tap, rows in render_features.items()},
-                    photo_features, path, k) for row, map_index in enumerate(maps)]
+  return maps_trust(model, params, renders, maps, pooled_features(model, params, photos, path),
+                    path, k)

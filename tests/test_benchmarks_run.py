@@ -72,10 +72,13 @@ def test_the_estimates_benchmark_reads_the_estimate_line(tmp_path):
   assert 0 < row["actual_left_s"] < row["wall_s"]
 
 
-def test_the_trust_benchmark_times_both_parts(tmp_path):
+def test_the_trust_benchmark_times_and_measures_every_part(tmp_path):
   figures_path = tmp_path / "figures.json"
   run_script("benchmarks/bench_trust.py", "--layers", "4", "--sides", "32", "--count", "2",
-             "--maps", "0:2", "--sweep-layer", "4", "--json", str(figures_path))
+             "--maps", "0:2", "--sweep-layer", "4", "--memory-layer", "0",
+             "--memory-maps", "0:2", "--before", str(ROOT), "--json", str(figures_path))
   figures = json.loads(figures_path.read_text())
   assert figures["per_image_s"]["layer4_32px"] > 0 and figures["command"]["maps"] == 2
   assert figures["command"]["trust_s"] > 0
+  assert figures["memory"]["maps"] == 2
+  assert figures["memory"]["after_peak_mb"] > 0 and figures["memory"]["before_peak_mb"] > 0

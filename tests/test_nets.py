@@ -176,8 +176,8 @@ TRUST_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "
 
 
 def reference_trust(pooled_renders, pooled_photos, maps, path, k):
-  """The README's statistic, written from its definition with scipy's Spearman: pooled
-  activations are {tap: (images, channels)} spatial means."""
+  """The README's path statistic, written from its definition with scipy's Spearman:
+  pooled activations are {tap: (images, channels)} spatial means."""
   from scipy import stats
 
   def rho(a, b):
@@ -204,12 +204,14 @@ def reference_trust(pooled_renders, pooled_photos, maps, path, k):
 @pytest.mark.parametrize("arch", nets.CANONICAL_ARCHS)
 def test_trust_numbers_equal_a_torch_and_scipy_computation(arch, converted, tmp_path):
   """`render --photos` on each canonical net, end to end: the recorded path, objectives,
-  top photos and similarity profile equal the same statistic computed on the reference
-  network (torchvision's, lucent's) with scipy, from the PNGs as saved. Tolerances: the
+  top photos, similarity profile and shift robustness equal the same statistics computed
+  on the reference network (torchvision's, lucent's) with scipy (Spearman; the shifts
+  as scipy's mirrored `ndimage.shift`), from the PNGs as saved. Tolerances: the
   Flax float32 network against the float64 reference is within 1e-5 of each tap's scale
   (test_net_<arch>); a pooled mean within 1e-4 relative, a Spearman mean within 1e-4
   (a channel pair that float32 swaps moves it by about 1e-6), a similarity within 2e-3
   (its reference gap is at least 0.05)."""
+  from scipy import ndimage
   from skimage import data
   import torch
 
@@ -239,7 +241,8 @@ def test_trust_numbers_equal_a_torch_and_scipy_computation(arch, converted, tmp_
   def pooled(files):
     rows = {tap: [] for tap in path}
     for file in files:  # one image at a time: every tap of the whole network is kept
-      rgb = np.asarray(Image.open(file).convert("RGB"), np.float64) / 255.0
+      rgb = file if isinstance(file, np.ndarray) else np.asarray(
+          Image.open(file).convert("RGB"), np.float64) / 255.0
       normalised = ((rgb - np.array(table.MEAN)) / np.array(table.STD)).transpose(2, 0, 1)
       if arch == "googlenet":  # torchvision's GoogLeNet takes ImageNet-normalised input
         normalised = ((rgb - np.array(nets.IMAGENET_MEAN)) / np.array(nets.IMAGENET_STD)
@@ -252,8 +255,8 @@ def test_trust_numbers_equal_a_torch_and_scipy_computation(arch, converted, tmp_
   photo_files = [folder / Path(photo["path"]).name for photo in block["photos"]]
   assert sorted(p.name for p in photo_files) == sorted(p.name for p in folder.iterdir())
   index = nets.resolve_tap(path[-1], arch).index
-  expected = reference_trust(pooled([out / f"{index}_{m}.png" for m in maps]),
-                             pooled(photo_files), maps, path, k)
+  render_files = [out / f"{index}_{m}.png" for m in maps]
+  expected = reference_trust(pooled(render_files), pooled(photo_files), maps, path, k)
   defined = 0
   for m in maps:
     ours, theirs = block["maps"][str(m)], expected[m]
@@ -269,6 +272,20 @@ def test_trust_numbers_equal_a_torch_and_scipy_computation(arch, converted, tmp_
                                    (render_top - top_rest) / (top_top - top_rest),
                                    rtol=0, atol=2e-3)
   assert defined  # some tap of some map has a reference, so a similarity is compared
+  robust = 0
+  for m, file in zip(maps, render_files):
+    rgb = np.asarray(Image.open(file).convert("RGB"), np.float64) / 255.0
+    far = max(2, -(-rgb.shape[0] // 32))  # README: 1 px and 1/32 of the side, at least 2
+    moved = [ndimage.shift(rgb, (down, right, 0), order=0, mode="mirror")
+             for step in (1, far) for down, right in ((step, 0), (0, step), (-step, 0),
+                                                      (0, -step))]
+    objectives = pooled(moved)[path[-1]][:, m]
+    robustness = block["maps"][str(m)]["shift_robustness"]
+    if expected[m]["objective"] > 1e-6:
+      robust += 1
+      np.testing.assert_allclose(robustness, objectives.mean() / expected[m]["objective"],
+                                 rtol=1e-3)
+  assert robust  # some map is alive, so a shift robustness is compared
 
 
 @pytest.mark.parametrize("arch", nets.CANONICAL_ARCHS)

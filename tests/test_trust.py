@@ -16,7 +16,11 @@ The network (`network`, 32 px, two taps) sees colour and a 2 px checkerboard:
       photo has: the render takes another processing path than the photos
       (Geirhos et al.'s fooling circuit without its classifier: here the two
       paths differ in what excites them, not by a switch);
-    2-4 redness, greenness, brightness (so that t2's profile has a rank order).
+    2-4 redness, greenness, brightness (so that t2's profile has a rank order);
+    5 pixel-precise: how well the image's brightness matches a fixed random +-1
+      pattern, pixel by pixel (one number, the same at every position). Its
+      render is that pattern, which any shift decorrelates: fragile to shifts,
+      where the template's render (a photo, smooth at this size) is not.
 Photos: scikit-image's photos (colour and grey) at 32 px.
 """
 
@@ -39,7 +43,7 @@ PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry
                "hubble_deep_field", "colorwheel", "logo", "camera", "coins", "moon", "brick",
                "grass", "gravel", "cat")
 TEMPLATE = "chelsea"
-HONEST, FOOLING = 0, 1
+HONEST, FOOLING, PIXEL_PRECISE = 0, 1, 5
 CHECKER_GAIN = 0.2
 K = 2
 
@@ -69,11 +73,14 @@ def network(template: np.ndarray):
                     relu(checker), relu(-checker)], -1)
     template = relu(1.0 - ((x - params["template"]) ** 2).sum(-1))
     checker_energy = t1[..., 6] + t1[..., 7]
+    match = relu(((grey / 3 - 0.5) * params["pattern"]).mean(axis=(1, 2)))
     t2 = jnp.stack([template, template + CHECKER_GAIN * checker_energy, t1[..., 3], t1[..., 4],
-                    grey / 3], -1)
+                    grey / 3, jnp.broadcast_to(match[:, None, None], grey.shape)], -1)
     return {"t1": t1, "t2": t2}
 
-  return models.FunctionModel(features), {"template": jnp.asarray(template)}
+  pattern = np.random.default_rng(0).choice([-1.0, 1.0], size=(SIDE, SIDE))
+  return models.FunctionModel(features), {"template": jnp.asarray(template),
+                                          "pattern": jnp.asarray(pattern)}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +88,8 @@ def setup():
   found = photos()
   names = sorted(found)
   model, params = network(found[TEMPLATE])
-  renders = jaxviz.render(model, params, jaxviz.objectives.Channel("t2"), [HONEST, FOOLING],
+  renders = jaxviz.render(model, params, jaxviz.objectives.Channel("t2"),
+                          [HONEST, FOOLING, PIXEL_PRECISE],
                           schedule=jaxviz.Schedule(size0=SIDE, scales=1, steps=150, lr=0.05),
                           batch=3, progress=False)
   return model, params, names, np.stack([found[n] for n in names]), renders
@@ -89,7 +97,8 @@ def setup():
 
 def numbers(setup, photo_rows=None):
   model, params, names, photo_array, renders = setup
-  return {m.map: m for m in trust.trust(model, params, renders, [HONEST, FOOLING], photo_array,
+  return {m.map: m for m in trust.trust(model, params, renders,
+                                        [HONEST, FOOLING, PIXEL_PRECISE], photo_array,
                                         ("t1", "t2"), k=K)}
 
 
@@ -113,6 +122,41 @@ def test_the_fooling_render_is_a_super_stimulus_and_the_honest_one_a_photo(setup
   fooling, honest = found[FOOLING], found[HONEST]
   assert fooling.super_stimulus and fooling.percentile == 100.0 and fooling.ratio > 1.1
   assert not honest.super_stimulus and 0.95 < honest.ratio <= 1.0 and honest.percentile > 85
+
+
+def test_shift_robustness_flags_the_pixel_precise_render_and_passes_the_photo_like_ones(setup):
+  found = numbers(setup)
+  precise, honest, fooling = found[PIXEL_PRECISE], found[HONEST], found[FOOLING]
+  assert precise.fragile and precise.shift_robustness < 0.1, precise
+  assert not honest.fragile and honest.shift_robustness > 0.9, honest
+  # Another question than the path's: the fooling render is off the path, yet its
+  # checker energy survives a move (either phase of the checkerboard excites it).
+  assert fooling.off_path and not fooling.fragile and fooling.shift_robustness > 0.9, fooling
+  # As photos are: every photo that excites the template keeps 0.95 of it when moved.
+  model, params, names, photo_array, _ = setup
+  objectives = trust.pooled_features(model, params, photo_array, ("t2",))["t2"][:, HONEST]
+  measured = []
+  for photo, objective in zip(photo_array, objectives):
+    moved = trust.pooled_features(model, params, trust.shifted(photo, trust.shift_offsets(SIDE)),
+                                  ("t2",))["t2"][:, HONEST]
+    measured.append(trust.shift_numbers(objective, moved)[0])
+  measured = [value for value in measured if value is not None]
+  assert len(measured) >= len(PHOTO_NAMES) // 2 and min(measured) > 0.95, measured
+
+
+def test_shifted_copies_are_scipys_mirrored_shifts():
+  from scipy import ndimage
+
+  image = np.random.default_rng(1).uniform(size=(12, 9, 3))
+  offsets = trust.shift_offsets(9)
+  assert offsets == ((1, 0), (0, 1), (-1, 0), (0, -1), (2, 0), (0, 2), (-2, 0), (0, -2))
+  assert trust.far_shift(408) == 13 and trust.far_shift(96) == 3
+  # numpy's "reflect" (the edge pixel not repeated) is scipy's "mirror"
+  expected = [ndimage.shift(image, (down, right, 0), order=0, mode="mirror")
+              for down, right in offsets]
+  np.testing.assert_array_equal(trust.shifted(image, offsets), np.stack(expected))
+  assert trust.shift_numbers(2.0, np.array([1.0, 0.5])) == (0.375, True)
+  assert trust.shift_numbers(0.0, np.array([1.0])) == (None, False)
 
 
 def test_spearman_and_ranks_against_scipy():
@@ -181,14 +225,17 @@ def test_trust_adds_versioned_numbers_with_the_photo_sets_identity(rendered):
   record = json.loads((out / "render.json").read_text())["trust"]
   assert record["version"] == store.TRUST_VERSION and record["k"] == 2
   assert record["off_path_below"] == trust.OFF_PATH
+  assert record["fragile_below"] == trust.FRAGILE_BELOW
   names = sorted(p.name for p in folder.iterdir())
-  assert sorted(Path(p["path"]).name for p in record["photos"]) == names
+  # paths within the folder: a shared render directory does not show where it lay
+  assert sorted(p["path"] for p in record["photos"]) == names
   for photo in record["photos"]:
     assert photo["sha256"] == hashlib.sha256((folder / Path(photo["path"]).name)
                                              .read_bytes()).hexdigest()
   for entry in report["maps"]:
     stored = record["maps"][str(entry["map"])]
     assert stored["similarity"] == entry["similarity"] and len(stored["profile"]) == 3
+    assert stored["shift_robustness"] == entry["shift_robustness"] > 0
     assert 0 <= stored["percentile"] <= 100 and stored["objective"] >= 0
 
 
@@ -223,6 +270,7 @@ def test_a_malformed_trust_block_is_refused_and_a_rerender_drops_its_map(rendere
                    {"super_stimulus": not entry["super_stimulus"]}, {"percentile": 101},
                    {"top_photos": [0, 0]}, {"top_photos": [0, 1, 2]}, {"sha256": "x"},
                    {"objective": 10**400}, {"profile": profile[:-1]},
+                   {"fragile": not entry["fragile"]}, {"shift_robustness": float("nan")},
                    {"profile": [{**profile[0], "tap": "elsewhere"}, *profile[1:]]}):
     bad = json.loads(json.dumps(good))
     bad["trust"]["maps"]["0"].update(breakage)
@@ -231,7 +279,9 @@ def test_a_malformed_trust_block_is_refused_and_a_rerender_drops_its_map(rendere
     assert "not a readable jaxviz render record (malformed trust" in line, (breakage, line)
   for edit in (lambda block: block["maps"]["0"].pop("ratio"),
                lambda block: block["maps"].update({"07": block["maps"]["0"]}),
-               lambda block: block.update(version=True), lambda block: block.update(k=30)):
+               lambda block: block.update(version=True), lambda block: block.update(k=30),
+               lambda block: block["maps"]["0"].pop("shift_robustness"),
+               lambda block: block.pop("fragile_below")):
     bad = json.loads(json.dumps(good))
     edit(bad["trust"])
     record_path.write_text(json.dumps(bad))
@@ -240,7 +290,7 @@ def test_a_malformed_trust_block_is_refused_and_a_rerender_drops_its_map(rendere
     # info reads the PNG; a broken record beside it only means no trust numbers.
     assert "trust" not in json.loads(run_cli("info", out / "4_0.png", "--json").stdout)
   newer = json.loads(json.dumps(good))
-  newer["trust"]["version"] = 2  # a later jaxviz's numbers: left out, not an error
+  newer["trust"]["version"] = store.TRUST_VERSION + 1  # a later jaxviz's: left out, no error
   record_path.write_text(json.dumps(newer))
   run_cli("atlas", out)
   assert 'class="trust"' not in (out / "index.html").read_text()
@@ -304,7 +354,7 @@ def test_the_atlas_sorts_by_the_trust_numbers_in_chromium(rendered):
     page.goto((out / "index.html").as_uri())
     page.wait_for_load_state("load")
     order = {}
-    for button in ("by-similarity", "by-ratio"):
+    for button in ("by-similarity", "by-ratio", "by-shift"):
       page.click(f"#{button}")
       order[button] = [int(i) for i in page.eval_on_selector_all(
           ".map", "els => els.map(e => e.dataset.index)")]
@@ -315,6 +365,8 @@ def test_the_atlas_sorts_by_the_trust_numbers_in_chromium(rendered):
       map(int, entries), key=lambda m: missing_last(entries[str(m)]["similarity"], 1))
   assert order["by-ratio"] == sorted(
       map(int, entries), key=lambda m: missing_last(entries[str(m)]["ratio"], -1))
+  assert order["by-shift"] == sorted(
+      map(int, entries), key=lambda m: missing_last(entries[str(m)]["shift_robustness"], 1))
 
 
 def test_render_and_sweep_take_photos_and_the_api_gives_the_same_numbers(rendered, tmp_path):
@@ -353,8 +405,45 @@ def test_render_and_sweep_take_photos_and_the_api_gives_the_same_numbers(rendere
                               expect_exit=1))
     assert line == "error: --k counts the top photos a render is compared with: it needs photos"
   assert not (tmp_path / "never").exists()
-  with pytest.raises(JaxvizError, match="^k counts the top photos"):
+  with pytest.warns(UserWarning, match="RANDOM"), \
+       pytest.raises(JaxvizError, match="^k counts the top photos"):
     jaxviz.render_dir(tmp_path / "never", 4, [0], weights="random", k=3, progress=False)
+
+
+def test_trust_holds_a_chunk_of_images_at_a_time_and_gives_the_same_numbers(rendered,
+                                                                          monkeypatch):
+  """Photos and renders go through the network TRUST_CHUNK at a time (only their pooled
+  activations are kept), and the numbers do not depend on the chunking."""
+  from jaxviz.app import commands
+
+  out, folder = rendered
+  with pytest.warns(UserWarning, match="RANDOM"):
+    whole = jaxviz.trust_dir(out, folder, weights="random", k=2, progress=False)
+  seen = []
+  pooled = trust.pooled_features
+
+  def watched(model, params, images, path, *args, **kwargs):
+    seen.append((len(images), len(path)))
+    return pooled(model, params, images, path, *args, **kwargs)
+
+  monkeypatch.setattr(trust, "pooled_features", watched)
+  monkeypatch.setattr(commands, "TRUST_CHUNK", 2)
+  with pytest.warns(UserWarning, match="RANDOM"):
+    chunked = jaxviz.trust_dir(out, folder, weights="random", k=2, progress=False)
+  whole_path = [count for count, taps in seen if taps == len(chunked.path)]
+  assert max(whole_path) == 2 and sum(whole_path) == len(chunked.photos) + len(chunked.maps)
+  # and each render's shifted copies, at the rendered tap only, one render at a time
+  assert [count for count, taps in seen if taps == 1] == [8] * len(chunked.maps)
+  assert len(chunked.maps) == 3 and chunked.photos == whole.photos
+  for ours, reference in zip(chunked.maps, whole.maps):
+    assert ours.map == reference.map and ours.top_photos == reference.top_photos
+    np.testing.assert_allclose(
+        [ours.objective, ours.ratio, ours.percentile, ours.shift_robustness],
+        [reference.objective, reference.ratio, reference.percentile, reference.shift_robustness],
+        rtol=1e-6)
+    assert (ours.similarity is None) == (reference.similarity is None)
+    if ours.similarity is not None:
+      np.testing.assert_allclose(ours.similarity, reference.similarity, rtol=0, atol=1e-6)
 
 
 def test_info_reports_a_renders_numbers_only_for_the_bytes_its_record_names(rendered, tmp_path):

@@ -41,6 +41,8 @@ from jaxviz.settings import ModelSettings, RecipeOptions, RenderOptions, parse_r
 
 # Each map's top photos that `trust` compares its render with, unless told otherwise.
 TOP_PHOTOS = 5
+# Images `trust` holds at once: 64 renders at 408 px are 128 MB in float32.
+TRUST_CHUNK = 64
 
 # Shared steps.
 
@@ -527,7 +529,7 @@ class TrustOutcome(ShortRepr):
 
   Attributes:
     maps: each finished map's numbers (`trust.MapTrust`), by map index.
-    photos: the photos used, [(path, sha256)]; skipped: [(path, reason)].
+    photos: the photos used, [(path within `folder`, sha256)]; skipped: [(path, reason)].
     path: the taps compared, from the input up to the rendered one.
     records: the render records the numbers were written into.
   """
@@ -537,6 +539,7 @@ class TrustOutcome(ShortRepr):
   weights: weights_lib.Weights
   k: int
   path: tuple[str, ...]
+  folder: Path
   photos: list[tuple[Path, str]]
   skipped: list[tuple[Path, str]]
   maps: list
@@ -545,6 +548,7 @@ class TrustOutcome(ShortRepr):
   def to_json(self) -> dict:
     return {**self.target.provenance(), "out": fileio.display(self.out), "k": self.k,
             "path": list(self.path), "weights": self.weights.label,
+            "folder": fileio.display(self.folder),
             "photos": [{"path": fileio.display(p), "sha256": digest} for p, digest in self.photos],
             "skipped": [fileio.display(p) for p, _ in self.skipped],
             "maps": [result.to_json() for result in self.maps]}
@@ -581,36 +585,52 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int | None 
     raise JaxvizError(f"{fileio.display(out)} was rendered with weights "
                       f"{fileio.display(made_with['label'])}; these are {loaded.label}: pass "
                       "the same --weights")
-  renders = store.load_renders(out, None, digest)
-  if not renders:
+  maps = sorted(store.finished_maps(out, digest))
+  if not maps:
     raise JaxvizError(f"{fileio.display(out)} has no finished renders")
+  path = trust_path(target)
+  params = loaded.subset(target.model.modules(frozenset(path)))
+
+  def pooled(images: list) -> dict:
+    return trust_lib.pooled_features(target.model, params, np.stack(images), path)
+
+  # Photos and renders are held TRUST_CHUNK at a time: only their pooled activations
+  # (channels per tap) are kept, so a 512-map sweep or a folder of thousands fits.
   events.begin(f"reading {len(paths)} photos", total=len(paths))
-  read, skipped = [], []
-  for path in paths:
+  read, skipped, chunk, photo_chunks = [], [], [], []
+  for number, photo_path in enumerate(paths, 1):
     try:
-      photo = fileio.read_image(path)
+      photo = fileio.read_image(photo_path)
     except JaxvizError as error:
-      skipped.append((path, str(error)))
+      skipped.append((photo_path, str(error)))
       events.note(f"warning: skipped {error}")
     else:
-      read.append((path, fileio.sha256_file(path),
-                   np.asarray(ops.resize_bicubic(photo, INPUT_SIDE, INPUT_SIDE))))
+      read.append((photo_path.relative_to(photos), fileio.sha256_file(photo_path)))
+      chunk.append(np.asarray(ops.resize_bicubic(photo, INPUT_SIDE, INPUT_SIDE)))
+    if chunk and (len(chunk) == TRUST_CHUNK or number == len(paths)):
+      photo_chunks.append(pooled(chunk))
+      chunk = []
     events.work(1)
   if len(read) <= k:
     raise JaxvizError(f"k = {k} needs more than {k} readable photos; {fileio.display(photos)} "
                       f"has {len(read)}")
-  path = trust_path(target)
-  params = loaded.subset(target.model.modules(frozenset(path)))
-  maps = sorted(renders)
-  results = trust_lib.trust(target.model, params, np.stack([renders[m] for m in maps]), maps,
-                            np.stack([image for _, _, image in read]), path, k)
+  photo_features = {tap: np.concatenate([found[tap] for found in photo_chunks]) for tap in path}
+  events.begin(f"comparing {plural(len(maps), 'render')}", total=len(maps))
+  results = []
+  for start in range(0, len(maps), TRUST_CHUNK):
+    renders = store.load_renders(out, maps[start:start + TRUST_CHUNK], digest)
+    if not renders:  # rendered again meanwhile: no longer finished
+      continue
+    results += trust_lib.maps_trust(target.model, params, np.stack(list(renders.values())),
+                                    list(renders), photo_features, path, k)
+    events.work(len(renders))
   digests = {key: value for record in records for key, value in record["sha256"].items()}
   block = {"version": store.TRUST_VERSION, "k": k, "path": list(path),
-           "off_path_below": trust_lib.OFF_PATH,
-           "photos": [{"path": fileio.display(p), "sha256": digest_} for p, digest_, _ in read],
+           "off_path_below": trust_lib.OFF_PATH, "fragile_below": trust_lib.FRAGILE_BELOW,
+           "photos": [{"path": fileio.display(p), "sha256": digest_} for p, digest_ in read],
            "maps": {str(result.map): {**{key: value for key, value in result.to_json().items()
                                          if key != "map"}, "sha256": digests[str(result.map)]}
                     for result in results}}
   written = store.add_trust(out, digest, block)
-  return TrustOutcome(out, target, loaded, k, path, [(p, d) for p, d, _ in read], skipped,
-                      results, written)
+  return TrustOutcome(out, target, loaded, k, path, Path(photos), read, skipped, results,
+                      written)

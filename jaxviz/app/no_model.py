@@ -71,7 +71,7 @@ def info(png) -> InfoOutcome:
 
 
 def _trust_of(png: Path) -> dict | None:
-  """The trust entry (with its photo count, k and threshold) that a record beside `png`
+  """The trust entry (with its photo count, k and thresholds) that a record beside `png`
   holds for it: only a record that names this file and the sha256 of these very bytes."""
   records = store.read_records(png.parent, skip_broken=True)
   if not records:
@@ -83,7 +83,8 @@ def _trust_of(png: Path) -> dict | None:
     if found is not None and record["sha256"].get(key) == digest:
       entry, block = found
       return {**entry, "photos": len(block["photos"]), "k": block["k"],
-              "off_path_below": block["off_path_below"]}
+              "off_path_below": block["off_path_below"],
+              "fragile_below": block["fragile_below"]}
   return None
 
 
