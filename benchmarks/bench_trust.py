@@ -1,10 +1,11 @@
 """What the trust numbers cost (`jaxviz trust`): forward passes only, the photos' once per
 run and one per render.
 
-1. In one process, warm (compiled): seconds per image of the pooled activations up
-   to a layer (`trust.pooled_features`, `BATCH_PIXELS` at a time), for photos at 224 px and
-   renders at the sides a render has (96 px: --preview; 408 px: the defaults), as
-   seconds per 100 renders.
+1. In one process, warm (compiled): seconds per photo at 224 px of its pooled
+   activations up to a layer (`trust.pooled_features`), and per render of all its
+   numbers (`trust.maps_trust`: its pooled activations and its 8 shifted copies'),
+   at the sides a render has (96 px: --preview; 408 px: the defaults), as seconds
+   per 100 renders.
 2. As a user runs it: `jaxviz sweep --preview` of some maps, then `jaxviz trust` on
    the directory against scikit-image's photos, each a process of its own; the
    trust command's time as a fraction of the sweep's.
@@ -32,14 +33,15 @@ import numpy as np
 from checkouts import jaxviz_env
 
 
-def per_image_seconds(model, params, path, side: int, count: int, repeats: int = 2) -> float:
-  from jaxviz import trust
+def images(side: int, count: int) -> np.ndarray:
+  return np.random.default_rng(side).uniform(size=(count, side, side, 3)).astype(np.float32)
 
-  images = np.random.default_rng(0).uniform(size=(count, side, side, 3)).astype(np.float32)
-  trust.pooled_features(model, params, images, path)  # compiles
+
+def per_image_seconds(work, count: int, repeats: int = 2) -> float:
+  work()  # compiles
   began = time.perf_counter()
   for _ in range(repeats):
-    trust.pooled_features(model, params, images, path)
+    work()
   return (time.perf_counter() - began) / (repeats * count)
 
 
@@ -94,7 +96,7 @@ def main() -> None:
   from skimage import data
   from PIL import Image
 
-  from jaxviz import app
+  from jaxviz import app, trust
   from jaxviz.app.commands import trust_path
   from jaxviz.vgg import resolve_target
 
@@ -105,10 +107,20 @@ def main() -> None:
     path = trust_path(target)
     params = loaded.subset(target.model.modules(frozenset(path)))
     for side in [224, *map(int, args.sides.split(","))]:
-      seconds = per_image_seconds(target.model, params, path, side, args.count)
+      count = args.count
+      if side == 224:  # a photo
+        photo_array = images(side, count)
+        work = lambda: trust.pooled_features(target.model, params, photo_array,  # noqa: E731
+                                             path)
+      else:  # a render, against the pooled activations of `count` photos
+        renders, found = images(side, count), trust.pooled_features(
+            target.model, params, images(224, count + 1), path)
+        work = lambda: trust.maps_trust(target.model, params, renders,  # noqa: E731
+                                        range(count), found, path, k=2)
+      seconds = per_image_seconds(work, count)
       figures["per_image_s"][f"layer{layer}_{side}px"] = round(seconds, 4)
-      print(f"layer {layer}, {side} px: {seconds * 1000:.1f} ms per image, "
-            f"{seconds * 100:.1f} s per 100", flush=True)
+      print(f"layer {layer}, {side} px: {seconds * 1000:.1f} ms per "
+            f"{'photo' if side == 224 else 'render'}, {seconds * 100:.1f} s per 100", flush=True)
 
   with tempfile.TemporaryDirectory() as work:
     work = Path(work)

@@ -78,6 +78,7 @@ document.getElementById("by-objective").addEventListener("click",
                                                          () => sortMaps("objective", true));
 for (const [id, key, descending] of [["by-similarity", "similarity", false],
                                      ["by-ratio", "ratio", true],
+                                     ["by-percentile", "percentile", true],
                                      ["by-shift", "shift", false]]) {{
   const button = document.getElementById(id);
   if (button) button.addEventListener("click", () => sortMaps(key, descending));
@@ -213,7 +214,7 @@ def _trust_html(entry: dict | None, block: dict | None) -> tuple[str, str, str]:
              f'{shown("shift_robustness")}</div>'
              + _profile_svg(entry["profile"], float(block["off_path_below"])))
   data = (f' data-similarity="{kept("similarity")}" data-ratio="{kept("ratio")}"'
-          f' data-shift="{kept("shift_robustness")}"')
+          f' data-percentile="{kept("percentile")}" data-shift="{kept("shift_robustness")}"')
   return badge, caption, data
 
 
@@ -309,6 +310,7 @@ def build_atlas(out_dir: str | os.PathLike,
                 'command that made them to render them again)</span>' if damaged else ""))
   trust_buttons = ('\n<button id="by-similarity" type="button">by path similarity</button>'
                    '\n<button id="by-ratio" type="button">by ratio to the best photo</button>'
+                   '\n<button id="by-percentile" type="button">by percentile</button>'
                    '\n<button id="by-shift" type="button">by shift robustness</button>'
                    if trusted else "")
   page = PAGE.format(title=text(title), summary=summary, cards="\n".join(cards),

@@ -354,7 +354,8 @@ def test_the_atlas_sorts_by_the_trust_numbers_in_chromium(rendered):
     page.goto((out / "index.html").as_uri())
     page.wait_for_load_state("load")
     order = {}
-    for button in ("by-similarity", "by-ratio", "by-shift"):
+    for button in ("by-similarity", "by-ratio", "by-percentile", "by-shift"):
+      page.click("#by-index")  # the sort is stable: ties keep the index order
       page.click(f"#{button}")
       order[button] = [int(i) for i in page.eval_on_selector_all(
           ".map", "els => els.map(e => e.dataset.index)")]
@@ -365,6 +366,8 @@ def test_the_atlas_sorts_by_the_trust_numbers_in_chromium(rendered):
       map(int, entries), key=lambda m: missing_last(entries[str(m)]["similarity"], 1))
   assert order["by-ratio"] == sorted(
       map(int, entries), key=lambda m: missing_last(entries[str(m)]["ratio"], -1))
+  assert order["by-percentile"] == sorted(
+      map(int, entries), key=lambda m: (-entries[str(m)]["percentile"], m))
   assert order["by-shift"] == sorted(
       map(int, entries), key=lambda m: missing_last(entries[str(m)]["shift_robustness"], 1))
 
