@@ -55,11 +55,13 @@ def timed(command: list[str]) -> float:
 
 def peak_rss_mb(command: list[str], env: dict) -> float:
   """Runs `command`; its peak resident memory in MB (Linux: ru_maxrss is in KiB)."""
-  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env=env, cwd=tempfile.gettempdir())
-  _, status, usage = os.wait4(process.pid, 0)
-  if status != 0:
-    raise RuntimeError(f"{' '.join(command)} failed:\n{process.stderr.read()[-2000:]}")
+  with tempfile.TemporaryFile() as errors:  # a pipe read only after the wait could fill up
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, env=env,
+                               cwd=tempfile.gettempdir())
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+      errors.seek(0)
+      raise RuntimeError(f"{' '.join(command)} failed:\n{errors.read()[-2000:].decode()}")
   return usage.ru_maxrss / 1024
 
 

@@ -304,7 +304,8 @@ def build_atlas(out_dir: str | os.PathLike,
              + (f" &middot; trust numbers of {len(trusted)} maps against "
                 f"{'/'.join(map(str, sorted(photo_sets)))} photos (k = "
                 f"{'/'.join(map(str, sorted(k_values)))}): "
-                f"{sum(entry['off_path'] for entry, _ in trusted.values())} off the photos' path"
+                f"{sum(entry['off_path'] for entry, _ in trusted.values())} off the photos' "
+                f"path, {sum(entry['fragile'] for entry, _ in trusted.values())} fragile"
                 if trusted else "")
              + (f' &middot; <span class="random">{len(damaged)} missing or damaged (rerun the '
                 'command that made them to render them again)</span>' if damaged else ""))

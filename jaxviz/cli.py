@@ -427,8 +427,10 @@ def trust(
   photo is a super-stimulus) and how alike its activations are to those of its
   top-k photos at every layer up to the rendered one, between the top photos'
   own likeness (1) and unrelated photos' (0); below 0.5 it is "off the photos'
-  path" (README: "Can I trust this render?"). Forward passes only; the numbers
-  go into render.json. Give the --weights the renders were made with.
+  path"; and how much of its objective the render keeps when moved by a few
+  pixels (shift robustness; below 0.5 it is "fragile"). README: "Can I trust
+  this render?". Forward passes only; the numbers go into render.json. Give
+  the --weights the renders were made with.
 
   Example (offline): [bold]jaxviz trust demo/ --photos ~/photos -w random[/bold]
   """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -111,8 +112,10 @@ def sha256_file(path: str | os.PathLike) -> str:
   return digest.hexdigest()
 
 
-def read_image(path: str | os.PathLike, dtype=np.float32) -> np.ndarray:
-  """Reads a photo as (H, W, 3) RGB in [0, 1], of `dtype` (float32 or float64).
+def read_image(path: str | os.PathLike, dtype=np.float32, data: bytes | None = None
+               ) -> np.ndarray:
+  """Reads a photo as (H, W, 3) RGB in [0, 1], of `dtype` (float32 or float64); `data`:
+  the file's bytes, already read (so that what was hashed is what is decoded).
 
   EXIF orientation is applied; greyscale, palette and 16-bit images become
   RGB; an alpha channel is dropped (the colour underneath is kept, as
@@ -128,7 +131,7 @@ def read_image(path: str | os.PathLike, dtype=np.float32) -> np.ndarray:
     with warnings.catch_warnings():
       # PIL warns above its limit and raises above twice it; both are refused below.
       warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-      image_file = Image.open(path)
+      image_file = Image.open(path if data is None else io.BytesIO(data))
     with image_file as image:
       width, height = image.size
       if width * height > MAX_IMAGE_PIXELS:

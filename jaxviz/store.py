@@ -12,9 +12,11 @@ multi-process sweep) is JSON:
   * `trace` (with `--trace`) {map: [objective at every step]}.
   * `runs`: per run, the maps rendered, batch, workers, driver, device, JAX
     version and wall time.
-  * `trust` (after `jaxviz trust`), versioned: the photo set (paths and
-    sha256s), k, the taps of the path, the similarity below which a map is
-    off the photos' path, and {map: `trust.MapTrust.to_json()` without its
+  * `trust` (after `jaxviz trust`), versioned (TRUST_VERSION): the photo set
+    (paths within the folder, "/"-separated, and sha256s), k, the taps of the
+    path, the similarity below which a map is off the photos' path and the
+    shift robustness below which it is fragile, and {map:
+    `trust.MapTrust.to_json()` without its
     map, with the sha256 of the PNG it describes}; a map rendered again
     loses its entry, and an entry is used only while that sha256 is the
     record's.
@@ -299,6 +301,24 @@ def finished_maps(out_dir, identity_hash_: str | None = None,
                   skip_broken: bool = False) -> dict[int, str]:
   """Maps some record lists whose PNG is on disk and intact: {map: file name}."""
   return check_maps(out_dir, identity_hash_, skip_broken)[0]
+
+
+def read_renders(out_dir, files: dict[int, str], maps: Sequence[int]
+                 ) -> dict[int, tuple[np.ndarray, str]]:
+  """`maps`' renders among `files` ({map: file name}, `finished_maps`), each as (its [0, 1]
+  image, the sha256 of the bytes decoded), each file read once; one that is no longer
+  there or no longer an image (rendered again meanwhile) is left out."""
+  found = {}
+  for map_index in maps:
+    path = Path(out_dir) / files[map_index]
+    try:
+      if path.is_symlink():
+        continue
+      data = path.read_bytes()
+      found[map_index] = (fileio.read_image(path, data=data), hashlib.sha256(data).hexdigest())
+    except (OSError, JaxvizError):
+      continue
+  return found
 
 
 def load_renders(out_dir, maps: Sequence[int] | None = None, identity_hash_: str | None = None,

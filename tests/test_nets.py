@@ -175,6 +175,48 @@ TRUST_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "
                 "grass", "gravel", "retina", "hubble_deep_field")
 
 
+@pytest.mark.parametrize("arch", nets.CANONICAL_ARCHS)
+def test_the_taps_with_a_trunk_taps_channel_means_are_all_listed(arch, converted):
+  """`<arch>_table.SAME_CHANNEL_MEANS` (a tap counted once in a trust path) lists
+  exactly the taps whose channel means equal an earlier trunk tap's, found by running
+  the network (the reference's random weights, 64 px; the logits, which need 224 px on
+  inceptionv1, left out)."""
+  import jax
+
+  from jaxviz.nets import networks
+
+  if arch == "inceptionv1":
+    lucent_or_skip()
+  weights = jaxviz.load_weights(str(converted[arch][1]))
+  names = tuple(tap.name for tap in nets.taps(arch) if tap.kind != "dense")
+  model = networks.NetModel(arch)
+  images = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+  run = jax.jit(lambda params, x: model.features(params, x, names))  # eager takes 5x longer
+  found = run(weights.params, (images - np.array(model.mean)) / np.array(model.std))
+  taps = [nets.resolve_tap(name, arch) for name in names]
+  means = {name: np.asarray(value).mean(axis=(1, 2)) for name, value in found.items()}
+  trunk = nets.trunk(arch)
+  same = {}
+  for tap in taps:
+    for earlier in trunk:
+      if (earlier.index < tap.index and means[earlier.name].shape == means[tap.name].shape
+          and np.abs(means[tap.name]).max() > 0  # deep taps of an untrained net may vanish
+          and np.allclose(means[earlier.name], means[tap.name], rtol=1e-6, atol=0)):
+        same[tap.name] = earlier.name
+  assert same == nets.table(arch).SAME_CHANNEL_MEANS
+
+
+def test_a_trust_path_counts_each_activation_once():
+  from jaxviz.app.commands import trust_path
+
+  path = lambda layer, arch: trust_path(jaxviz.vgg.resolve_target(layer, arch))  # noqa: E731
+  assert path("layer2", "resnet50")[-3:] == ("layer2.1", "layer2.2", "layer2")
+  assert path("avgpool", "resnet50")[-2:] == ("layer4.1", "avgpool")
+  assert path("avgpool", "googlenet")[-2:] == ("inception5a", "avgpool")
+  assert path("inception4a", "googlenet")[-2:] == ("inception3b", "inception4a")
+  assert path(25, "vgg16")[-2:] == ("conv4_3", "relu5_1")
+
+
 def reference_trust(pooled_renders, pooled_photos, maps, path, k):
   """The README's path statistic, written from its definition with scipy's Spearman:
   pooled activations are {tap: (images, channels)} spatial means."""
@@ -227,12 +269,17 @@ def test_trust_numbers_equal_a_torch_and_scipy_computation(arch, converted, tmp_
     image = image if image.ndim == 2 else image[..., :3]
     Image.fromarray(image).convert("RGB").resize((224, 224), Image.BOX).save(
         folder / f"{name}.png")
-  path, k, maps = TRUST_PATHS[arch], 3, [0, 1, 2]
+  path, k, maps = TRUST_PATHS[arch], 3, [1, 3, 4]  # a map's row is not its index
   out = tmp_path / "r"
-  record = json.loads(run_cli("render", "-l", path[-1], "-m", "0:3", "-w", safetensors, "-o",
+  record = json.loads(run_cli("render", "-l", path[-1], "-m", "1,3,4", "-w", safetensors, "-o",
                               out, *TINY, "--photos", folder, "--k", str(k), "--json").stdout)
   block = record["trust"]
   assert block["path"] == path and block["k"] == k
+  # `jaxviz trust` on the directory (the arch read from its record) writes the same numbers
+  again = json.loads(run_cli("trust", out, "--photos", folder, "--k", str(k), "-w", safetensors,
+                             "--json").stdout)
+  assert again["arch"] == arch and again["path"] == path
+  assert json.loads((out / "render.json").read_text())["trust"]["maps"] == block["maps"]
 
   reference = importlib.import_module(f"jaxviz_convert.reference_{arch}")
   model = reference.reference_model(seed=0)

@@ -416,10 +416,14 @@ def test_render_and_sweep_take_photos_and_the_api_gives_the_same_numbers(rendere
 def test_trust_holds_a_chunk_of_images_at_a_time_and_gives_the_same_numbers(rendered,
                                                                           monkeypatch):
   """Photos and renders go through the network TRUST_CHUNK at a time (only their pooled
-  activations are kept), and the numbers do not depend on the chunking."""
+  activations are kept), and the numbers do not depend on the chunking, with a photo in
+  a subfolder and a file that is no image in the middle of a chunk."""
   from jaxviz.app import commands
 
   out, folder = rendered
+  (folder / "sub").mkdir()
+  (folder / "astronaut.png").rename(folder / "sub" / "astronaut.png")
+  (folder / "coins_broken.png").write_bytes(b"not a png")
   with pytest.warns(UserWarning, match="RANDOM"):
     whole = jaxviz.trust_dir(out, folder, weights="random", k=2, progress=False)
   seen = []
@@ -438,6 +442,8 @@ def test_trust_holds_a_chunk_of_images_at_a_time_and_gives_the_same_numbers(rend
   # and each render's shifted copies, at the rendered tap only, one render at a time
   assert [count for count, taps in seen if taps == 1] == [8] * len(chunked.maps)
   assert len(chunked.maps) == 3 and chunked.photos == whole.photos
+  assert Path("sub/astronaut.png") in [path for path, _ in chunked.photos]
+  assert [path for path, _ in chunked.skipped] == [Path("coins_broken.png")]
   for ours, reference in zip(chunked.maps, whole.maps):
     assert ours.map == reference.map and ours.top_photos == reference.top_photos
     np.testing.assert_allclose(
@@ -466,6 +472,28 @@ def test_info_reports_a_renders_numbers_only_for_the_bytes_its_record_names(rend
   shutil.copy(out / "4_2.png", elsewhere / "4_1.png")  # another map's bytes under this name
   shutil.copy(out / "render.json", elsewhere / "render.json")
   assert "trust" not in json.loads(run_cli("info", elsewhere / "4_1.png", "--json").stdout)
+
+
+def test_a_fragile_render_is_badged_in_the_atlas_and_named_by_info(rendered):
+  """A map whose render loses its activation when moved (a valid entry, written here:
+  the fixture's renders are not fragile) gets the badge, the caption and info's note."""
+  import json
+
+  from conftest import run_cli
+
+  out, folder = rendered
+  run_cli("trust", out, "--photos", folder, "--k", "2", "-w", "random")
+  record = json.loads((out / "render.json").read_text())
+  assert not any(entry["fragile"] for entry in record["trust"]["maps"].values())
+  record["trust"]["maps"]["1"].update(shift_robustness=0.125, fragile=True)
+  (out / "render.json").write_text(json.dumps(record))
+  run_cli("atlas", out)
+  page = (out / "index.html").read_text()
+  assert page.count('class="fragile"') == 1 and "shift robustness 0.12" in page
+  assert 'data-shift="0.125"' in page and "1 fragile" in page
+  shown = run_cli("info", out / "4_1.png").stdout
+  assert "shift robustness 0.12 (fragile)" in shown
+  assert "(fragile)" not in run_cli("info", out / "4_0.png").stdout
 
 
 def test_the_atlas_reads_each_records_numbers_against_its_own_photo_set(rendered):

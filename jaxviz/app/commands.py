@@ -529,7 +529,8 @@ class TrustOutcome(ShortRepr):
 
   Attributes:
     maps: each finished map's numbers (`trust.MapTrust`), by map index.
-    photos: the photos used, [(path within `folder`, sha256)]; skipped: [(path, reason)].
+    folder: the photo folder; photos: the photos used, [(path within it, sha256)];
+    skipped: the files not read as images, [(path within it, reason)].
     path: the taps compared, from the input up to the rendered one.
     records: the render records the numbers were written into.
   """
@@ -549,17 +550,20 @@ class TrustOutcome(ShortRepr):
     return {**self.target.provenance(), "out": fileio.display(self.out), "k": self.k,
             "path": list(self.path), "weights": self.weights.label,
             "folder": fileio.display(self.folder),
-            "photos": [{"path": fileio.display(p), "sha256": digest} for p, digest in self.photos],
-            "skipped": [fileio.display(p) for p, _ in self.skipped],
+            "photos": [{"path": fileio.display(p.as_posix()), "sha256": digest}
+                       for p, digest in self.photos],
+            "skipped": [fileio.display(p.as_posix()) for p, _ in self.skipped],
             "maps": [result.to_json() for result in self.maps]}
 
 
 def trust_path(target: vgg.Target) -> tuple[str, ...]:
   """The taps from the input up to `target`'s: the network's trunk taps read before it
   (`nets.trunk`), then the tap rendered."""
-  # A trunk tap is counted once: relu5_1 is both conv5_1's reading and the tap rendered.
+  # A tap is counted once: relu5_1 is both conv5_1's reading and the tap rendered, and
+  # resnet50's layer2 holds the means of layer2.3, the trunk tap before it.
+  same = nets.same_channel_means(target.read, target.arch)
   before = [tap.name for tap in nets.trunk(target.arch)
-            if nets.read_tap(tap, target.arch).index < target.read.index]
+            if nets.read_tap(tap, target.arch).index < target.read.index and tap.name != same]
   return tuple(before) + (target.feature_name,)
 
 
@@ -585,7 +589,8 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int | None 
     raise JaxvizError(f"{fileio.display(out)} was rendered with weights "
                       f"{fileio.display(made_with['label'])}; these are {loaded.label}: pass "
                       "the same --weights")
-  maps = sorted(store.finished_maps(out, digest))
+  files = store.finished_maps(out, digest)
+  maps = sorted(files)
   if not maps:
     raise JaxvizError(f"{fileio.display(out)} has no finished renders")
   path = trust_path(target)
@@ -602,7 +607,7 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int | None 
     try:
       photo = fileio.read_image(photo_path)
     except JaxvizError as error:
-      skipped.append((photo_path, str(error)))
+      skipped.append((photo_path.relative_to(photos), str(error)))
       events.note(f"warning: skipped {error}")
     else:
       read.append((photo_path.relative_to(photos), fileio.sha256_file(photo_path)))
@@ -616,18 +621,22 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int | None 
                       f"has {len(read)}")
   photo_features = {tap: np.concatenate([found[tap] for found in photo_chunks]) for tap in path}
   events.begin(f"comparing {plural(len(maps), 'render')}", total=len(maps))
-  results = []
+  results, digests = [], {}
   for start in range(0, len(maps), TRUST_CHUNK):
-    renders = store.load_renders(out, maps[start:start + TRUST_CHUNK], digest)
-    if not renders:  # rendered again meanwhile: no longer finished
-      continue
-    results += trust_lib.maps_trust(target.model, params, np.stack(list(renders.values())),
-                                    list(renders), photo_features, path, k)
+    renders = store.read_renders(out, files, maps[start:start + TRUST_CHUNK])
+    if renders:  # else rendered again meanwhile
+      results += trust_lib.maps_trust(target.model, params,
+                                      np.stack([image for image, _ in renders.values()]),
+                                      list(renders), photo_features, path, k)
+      digests.update({str(m): digest_ for m, (_, digest_) in renders.items()})
     events.work(len(renders))
-  digests = {key: value for record in records for key, value in record["sha256"].items()}
+  # Each entry names the bytes its numbers were computed from; a record keeps only those
+  # of its PNGs as they are when it is written (`store.add_trust`).
   block = {"version": store.TRUST_VERSION, "k": k, "path": list(path),
            "off_path_below": trust_lib.OFF_PATH, "fragile_below": trust_lib.FRAGILE_BELOW,
-           "photos": [{"path": fileio.display(p), "sha256": digest_} for p, digest_ in read],
+           # "/" whatever the system, so that a shared record reads the same everywhere
+           "photos": [{"path": fileio.display(p.as_posix()), "sha256": digest_}
+                      for p, digest_ in read],
            "maps": {str(result.map): {**{key: value for key, value in result.to_json().items()
                                          if key != "map"}, "sha256": digests[str(result.map)]}
                     for result in results}}

@@ -69,6 +69,12 @@ def trunk(arch: str) -> tuple[layers_lib.Layer, ...]:
   return tuple(resolve_tap(name, arch) for name in table(arch).trunk())
 
 
+def same_channel_means(tap: layers_lib.Layer, arch: str) -> str | None:
+  """The trunk tap whose channel means `tap`'s are (resnet50's `layer3` is `layer3.5`'s
+  output; an average pool over the last block is that block's means), or None."""
+  return None if is_vgg(arch) else table(arch).SAME_CHANNEL_MEANS.get(tap.name)
+
+
 def normalisation(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """(mean, std): `(rgb - mean) / std`, rgb in [0, 1], is what the reference is fed."""
   if is_vgg(arch):

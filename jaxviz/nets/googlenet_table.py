@@ -181,10 +181,14 @@ def basic_convs() -> tuple[Conv, ...]:
 
 def trunk() -> tuple[str, ...]:
   """The taps every path from the input to the logits passes through, read after their
-  ReLU, in order: the stem's BasicConv2ds and each block's concat (the pools between
-  them only shrink what the tap before holds)."""
+  ReLU, in order: the stem's BasicConv2ds and each block's concat (not the max pools,
+  which downsample the tap before them)."""
   return tuple(item.path if isinstance(item, Conv) else item.name for item in LAYOUT
                if not isinstance(item, Pool))
+
+
+# Taps whose channel means are a trunk tap's (the average pool of the last block).
+SAME_CHANNEL_MEANS = {"avgpool": "inception5b"}
 
 
 @functools.cache

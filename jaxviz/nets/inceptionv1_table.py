@@ -134,14 +134,18 @@ def taps() -> tuple[Layer, ...]:
   return tuple(built.rows)
 
 
-@functools.cache
 def trunk() -> tuple[str, ...]:
   """The taps every path from the input to the logits passes through, read after their
-  ReLU, in order: the stem's convs and each block's concat (the pools between them only
-  shrink what the tap before holds)."""
+  ReLU, in order: the stem's convs and each block's concat (not the max pools, which
+  downsample the tap before them)."""
   return ("conv2d0", "conv2d1", "conv2d2") + tuple(block.name for block in MIXED)
 
 
+# No tap's channel means are another trunk tap's (see resnet50_table.SAME_CHANNEL_MEANS).
+SAME_CHANNEL_MEANS: dict[str, str] = {}
+
+
+@functools.cache
 def param_shapes() -> dict[str, tuple[int, ...]]:
   """The flat key -> shape table ("conv2d0_pre_relu_conv.kernel": (7, 7, 3, 64), ...),
   in network order (lucent's order of definition, which is its forward's)."""

@@ -104,8 +104,14 @@ def blocks() -> tuple[Bottleneck, ...]:
 def trunk() -> tuple[str, ...]:
   """The taps every path from the input to the logits passes through, read after their
   ReLU, in order: the stem's ReLU and each Bottleneck's output (the max pool after the
-  stem only shrinks it; `layerN` is its last block's output)."""
+  stem downsamples it)."""
   return ("relu",) + tuple(block.path for block in blocks())
+
+
+# Taps whose channel means are a trunk tap's: `layerN` is its last block's output, and
+# avgpool is layer4's spatial mean.
+SAME_CHANNEL_MEANS = {**{stage: f"{stage}.{count - 1}" for stage, count, _, _ in STAGES},
+                      "avgpool": "layer4.2"}
 
 
 def _hook_note(reads: str) -> str:
