@@ -22,6 +22,7 @@ JAXVIZ_REQUIRE_REFERENCES, so these tests fail there instead of skipping.
 from __future__ import annotations
 
 import collections
+import copy
 import importlib.util
 import json
 import os
@@ -468,7 +469,9 @@ def test_lucid_at_its_defaults_equals_lucents_render_vis(tmp_path, vgg16_safeten
   computed inside the jitted program, as before: 8.5e-7). Tolerance 1e-10: float64
   rounding grown by Adam over 12 steps, with room."""
   recipe = recipes.Lucid(steps=STEPS).recipe(objectives.Channel("relu2_1"))
-  network = torch_vgg16.features[:LAYER + 2].eval()
+  # A copy: lucent leaves its forward hooks (holding graph tensors) on the modules it ran,
+  # which would make the session's model impossible to deepcopy for later tests.
+  network = copy.deepcopy(torch_vgg16).features[:LAYER + 2].eval()
   unit, expected, objective_values = lucents_lucid_render(recipe, VGGModel(), network,
                                                           str(LAYER), monkeypatch)
 
