@@ -76,12 +76,9 @@ function sortMaps(key, descending) {{
 document.getElementById("by-index").addEventListener("click", () => sortMaps("index", false));
 document.getElementById("by-objective").addEventListener("click",
                                                          () => sortMaps("objective", true));
-for (const [id, key, descending] of [["by-similarity", "similarity", false],
-                                     ["by-ratio", "ratio", true],
-                                     ["by-percentile", "percentile", true],
-                                     ["by-shift", "shift", false]]) {{
-  const button = document.getElementById(id);
-  if (button) button.addEventListener("click", () => sortMaps(key, descending));
+for (const [key, descending] of {trust_sorts}) {{
+  document.getElementById("by-" + key).addEventListener("click",
+                                                        () => sortMaps(key, descending));
 }}
 </script>
 </body>
@@ -172,6 +169,12 @@ def read_top_images(path: str | os.PathLike) -> dict[int, list[dict]]:
 
 
 PROFILE_WIDTH, PROFILE_HEIGHT = 150, 28
+# The trust numbers the page sorts by: (its data attribute and button "by-<key>", the
+# entry's field, the button's label, highest first).
+TRUST_SORTS = (("similarity", "similarity", "by path similarity", False),
+               ("ratio", "ratio", "by ratio to the best photo", True),
+               ("percentile", "percentile", "by percentile", True),
+               ("shift", "shift_robustness", "by shift robustness", False))
 
 
 def _profile_svg(profile: list[dict], off_path: float) -> str:
@@ -199,7 +202,6 @@ def _trust_html(entry: dict | None, block: dict | None) -> tuple[str, str, str]:
   if entry is None:
     return "", "", ""
   shown = lambda name: "n/a" if entry[name] is None else f"{entry[name]:.2f}"  # noqa: E731
-  kept = lambda name: "nan" if entry[name] is None else format(entry[name], ".6g")  # noqa: E731
   top = html.escape(", ".join(fileio.display(Path(block["photos"][i]["path"]).name)
                               for i in entry["top_photos"]))
   badge = (' <span class="offpath" title="its activations on the way to this layer are less '
@@ -213,8 +215,8 @@ def _trust_html(entry: dict | None, block: dict | None) -> tuple[str, str, str]:
              + f'<br>path similarity {shown("similarity")} &middot; shift robustness '
              f'{shown("shift_robustness")}</div>'
              + _profile_svg(entry["profile"], float(block["off_path_below"])))
-  data = (f' data-similarity="{kept("similarity")}" data-ratio="{kept("ratio")}"'
-          f' data-percentile="{kept("percentile")}" data-shift="{kept("shift_robustness")}"')
+  data = "".join(f' data-{key}="{"nan" if entry[field] is None else format(entry[field], ".6g")}"'
+                 for key, field, _, _ in TRUST_SORTS)
   return badge, caption, data
 
 
@@ -309,13 +311,13 @@ def build_atlas(out_dir: str | os.PathLike,
                 if trusted else "")
              + (f' &middot; <span class="random">{len(damaged)} missing or damaged (rerun the '
                 'command that made them to render them again)</span>' if damaged else ""))
-  trust_buttons = ('\n<button id="by-similarity" type="button">by path similarity</button>'
-                   '\n<button id="by-ratio" type="button">by ratio to the best photo</button>'
-                   '\n<button id="by-percentile" type="button">by percentile</button>'
-                   '\n<button id="by-shift" type="button">by shift robustness</button>'
-                   if trusted else "")
+  sorts = TRUST_SORTS if trusted else ()
+  trust_buttons = "".join(f'\n<button id="by-{key}" type="button">{label}</button>'
+                          for key, _, label, _ in sorts)
   page = PAGE.format(title=text(title), summary=summary, cards="\n".join(cards),
-                     thumb=THUMB_SIDE, photo=PHOTO_SIDE, trust_buttons=trust_buttons)
+                     thumb=THUMB_SIDE, photo=PHOTO_SIDE, trust_buttons=trust_buttons,
+                     trust_sorts=json.dumps([[key, descending]
+                                             for key, _, _, descending in sorts]))
   index = out_dir / "index.html"
   with fileio.atomic_write(index) as tmp:
     tmp.write_text(page, encoding="utf-8")

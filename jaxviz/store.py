@@ -16,10 +16,9 @@ multi-process sweep) is JSON:
     (paths within the folder, "/"-separated, and sha256s), k, the taps of the
     path, the similarity below which a map is off the photos' path and the
     shift robustness below which it is fragile, and {map:
-    `trust.MapTrust.to_json()` without its
-    map, with the sha256 of the PNG it describes}; a map rendered again
-    loses its entry, and an entry is used only while that sha256 is the
-    record's.
+    `trust.MapTrust.to_json()` without its map, with the sha256 of the PNG it
+    describes}; a map rendered again loses its entry, and an entry is used
+    only while that sha256 is the record's.
 Each PNG is written atomically as soon as its batch finishes and the record is
 rewritten after every batch, so a killed render loses nothing finished. This
 module owns the format: the render use case (`jaxviz.app`) and the atlas read
@@ -329,14 +328,20 @@ def load_renders(out_dir, maps: Sequence[int] | None = None, identity_hash_: str
   return {m: fileio.read_image(Path(out_dir) / files[m]) for m in wanted}
 
 
+def _current(record: dict, entries: dict) -> dict:
+  """The trust `entries` ({map key: entry}) that describe `record`'s PNGs as it holds them
+  now: the entry's sha256 is the record's."""
+  return {key: entry for key, entry in entries.items()
+          if record["sha256"].get(key) == entry["sha256"]}
+
+
 def trust_entries(record: dict) -> dict[int, tuple[dict, dict]]:
   """{map: (entry, its block)}: a checked record's trust numbers that describe its PNGs as
-  they are now (the entry's sha256 is the record's)."""
+  they are now."""
   block = record.get("trust")
   if not block:
     return {}
-  return {int(key): (entry, block) for key, entry in block["maps"].items()
-          if record["sha256"].get(key) == entry["sha256"]}
+  return {int(key): (entry, block) for key, entry in _current(record, block["maps"]).items()}
 
 
 def add_trust(out_dir, identity_hash_: str, trust: dict) -> list[Path]:
@@ -351,9 +356,7 @@ def add_trust(out_dir, identity_hash_: str, trust: dict) -> list[Path]:
         continue
       # Only the numbers of the very PNGs this record holds now (a map rendered again
       # meanwhile keeps none).
-      mine = {key: entry for key, entry in trust["maps"].items()
-              if record["sha256"].get(key) == entry["sha256"]}
-      record["trust"] = {**trust, "maps": mine}
+      record["trust"] = {**trust, "maps": _current(record, trust["maps"])}
       fileio.write_json(path, record)
       written.append(path)
   return written

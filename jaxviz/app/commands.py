@@ -168,13 +168,14 @@ def render(layer, maps, out, model: ModelSettings = ModelSettings(),
   return _with_trust(outcome, out, photos, model, loaded, k, events)
 
 
-def _check_trust_photos(photos, k: int | None) -> list[Path]:
-  """`photos` (if any) is a folder with more than `k` image files: returns them (none
-  without `photos`, where `k` must be None). Render and sweep call it before rendering."""
+def _check_trust_photos(photos, k: int | None) -> tuple[list[Path], int]:
+  """`photos` (if any) is a folder with more than `k` (None: TOP_PHOTOS) image files:
+  returns them (none without `photos`, where `k` must be None) and k. Render and sweep
+  call it before rendering."""
   if photos is None:
     if k is not None:
       raise SettingError("k", "counts the top photos a render is compared with: it needs photos")
-    return []
+    return [], TOP_PHOTOS
   k = TOP_PHOTOS if k is None else k
   if not (isinstance(k, int) and k >= 2):
     raise SettingError("k", f"must be at least 2 (the top photos are compared in pairs), got {k!r}")
@@ -182,7 +183,7 @@ def _check_trust_photos(photos, k: int | None) -> list[Path]:
   if len(found) <= k:
     raise JaxvizError(f"k = {k} needs more than {k} photos; {fileio.display(photos)} has "
                       f"{len(found)}")
-  return found
+  return found, k
 
 
 def _with_trust(outcome, out, photos, model: ModelSettings, loaded, k: int | None,
@@ -573,8 +574,7 @@ def trust(out, photos, model: ModelSettings = ModelSettings(), *, k: int | None 
   against the photos of folder `photos`: forward passes only, nothing re-rendered."""
   from jaxviz import trust as trust_lib
 
-  paths = _check_trust_photos(photos, k)
-  k = TOP_PHOTOS if k is None else k
+  paths, k = _check_trust_photos(photos, k)
   out = Path(out)
   records = store.read_records(out)
   if not records:
